@@ -1,0 +1,904 @@
+"""The compiled core of fastgrad: Value, graph building, backward, no_grad.
+
+Layout of this file:
+  1. op math: each op's forward value and local derivative, side by side
+  2. graph kernels (nogil): parents of a node, topological collection, sweep
+  3. releasing a graph without recursion
+  4. building nodes, and the Value type
+  5. fused n-ary ops (sum, dot) and grad mode (no_grad)
+"""
+
+cimport cython
+from cpython.object cimport PyObject
+from cpython.float cimport PyFloat_Check, PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_Check, PyLong_AsDouble
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.exc cimport PyErr_Occurred
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE
+from libc.math cimport tanh, exp, log, pow, fabs, isnan
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
+
+import numbers
+import sys
+
+cdef extern from "Python.h":
+    # Raw reference counting on PyObject*, so kernels never build `object`
+    # temporaries (Cython would add its own incref/decref around those).
+    void incref "Py_INCREF"(PyObject*) noexcept nogil
+    void decref "Py_DECREF"(PyObject*) noexcept
+    Py_ssize_t refcnt "Py_REFCNT"(PyObject*) noexcept nogil
+    PyObject** seq_items "PySequence_Fast_ITEMS"(object)
+
+
+# ===========================================================================
+# 1. Op math. For every op: the forward function (`*_f`) and the local
+#    derivative(s) (`*_d`, or `*_da`/`*_db` for two operands), together.
+#    Derivatives receive the inputs and the output y, so the backward sweep
+#    needs nothing stored beyond the node itself. IEEE semantics throughout
+#    (cdivision is on globally): log(0) = -inf, x/0 = inf, nothing raises.
+# ===========================================================================
+
+# --- a + b
+cdef inline double add_f(double a, double b) noexcept nogil: return a + b
+#     d/da = 1, d/db = 1 (inlined in the sweep)
+
+# --- a - b
+cdef inline double sub_f(double a, double b) noexcept nogil: return a - b
+#     d/da = 1, d/db = -1
+
+# --- a * b
+cdef inline double mul_f(double a, double b) noexcept nogil: return a * b
+#     d/da = b, d/db = a
+
+# --- a / b
+cdef inline double div_f(double a, double b) noexcept nogil: return a / b
+cdef inline double div_da(double a, double b) noexcept nogil: return 1.0 / b
+cdef inline double div_db(double a, double b) noexcept nogil: return -a / (b * b)
+
+# --- a ** b  (PyTorch's conventions: zero derivative for a zero exponent,
+#     and for the exponent where the base is 0 and the exponent >= 0)
+cdef inline double pow_f(double a, double b) noexcept nogil: return pow(a, b)
+cdef inline double pow_da(double a, double b) noexcept nogil:
+    return 0.0 if b == 0.0 else b * pow(a, b - 1.0)
+cdef inline double pow_db(double a, double b, double y) noexcept nogil:
+    return 0.0 if (a == 0.0 and b >= 0.0) else y * log(a)
+
+# --- -a
+cdef inline double neg_f(double a) noexcept nogil: return -a
+#     d/da = -1
+
+# --- relu(a) = max(a, 0); micrograd's form, so NaN passes through
+cdef inline double relu_f(double a) noexcept nogil: return 0.0 if a < 0.0 else a
+cdef inline double relu_d(double y) noexcept nogil: return 1.0 if y > 0.0 else 0.0
+
+# --- tanh(a)
+cdef inline double tanh_f(double a) noexcept nogil: return tanh(a)
+cdef inline double tanh_d(double y) noexcept nogil: return 1.0 - y * y
+
+# --- sigmoid(a), without overflow for large |a|
+cdef inline double sigmoid_f(double a) noexcept nogil:
+    cdef double e
+    if a >= 0.0:
+        return 1.0 / (1.0 + exp(-a))
+    e = exp(a)
+    return e / (1.0 + e)
+cdef inline double sigmoid_d(double y) noexcept nogil: return y * (1.0 - y)
+
+# --- exp(a)
+cdef inline double exp_f(double a) noexcept nogil: return exp(a)
+cdef inline double exp_d(double y) noexcept nogil: return y
+
+# --- log(a)
+cdef inline double log_f(double a) noexcept nogil: return log(a)
+cdef inline double log_d(double a) noexcept nogil: return 1.0 / a
+
+# --- |a|  (derivative 0 at 0, as PyTorch's sign)
+cdef inline double abs_f(double a) noexcept nogil: return fabs(a)
+cdef inline double abs_d(double a) noexcept nogil:
+    if a > 0.0:
+        return 1.0
+    if a < 0.0:
+        return -1.0
+    return a * 0.0          # 0 for 0, NaN for NaN
+
+# --- sum of n terms: d/dk_i = 1
+# --- dot of n pairs: d/dw_i = x_i, d/dx_i = w_i
+
+
+# ===========================================================================
+# 2. Graph kernels. Plain C over Node structs; no Python inside.
+# ===========================================================================
+
+# NODE_OFFSET (declared in the .pxd) is set at import, at the end of this file.
+
+cdef inline bint is_binary(unsigned int op) noexcept nogil:
+    return OP_ADD <= op <= OP_POW
+
+cdef inline bint is_nary(unsigned int op) noexcept nogil:
+    return op >= OP_SUM
+
+cdef inline Py_ssize_t n_parents(Node* n) noexcept nogil:
+    """How many parent references the node holds."""
+    cdef unsigned int op = n.op
+    if op == OP_LEAF:
+        return 0
+    if op <= OP_POW:
+        return 2
+    if op < OP_SUM:
+        return 1
+    if op == OP_DOT:
+        return 2 * n.b.count
+    return n.b.count                   # OP_SUM, OP_DOTC
+
+cdef inline PyObject* parent(Node* n, Py_ssize_t i) noexcept nogil:
+    if n.op >= OP_SUM:
+        return n.a.kids[i]
+    return n.a.obj if i == 0 else n.b.obj
+
+
+# Scratch buffers of backward(): 24 bytes per node of the largest graph seen,
+# kept between calls. Freeing them would cost more than it saves: fresh pages
+# for a 10**5-node pass cost several times the pass itself (measured).
+cdef struct Frame:
+    PyObject* obj       # a node being expanded by the depth-first search
+    Py_ssize_t next     # index of its next parent to look at
+
+cdef Frame* dfs_stack = NULL          # explicit DFS stack (no recursion)
+cdef Py_ssize_t dfs_cap = 0           # its capacity, in frames
+cdef PyObject** topo = NULL           # interior nodes in topological order
+cdef Py_ssize_t topo_cap = 0          # its capacity, in entries
+cdef unsigned int epoch = 0           # stamp of the current backward pass
+cdef enum:
+    KEEP_PENDING = 1 << 16            # release's pending stack is freed above this
+
+cdef bint grow_stack(Py_ssize_t need) noexcept nogil:
+    global dfs_stack, dfs_cap
+    cdef Py_ssize_t cap = dfs_cap * 2 if dfs_cap else 1024
+    while cap < need:
+        cap *= 2
+    cdef Frame* p = <Frame*>realloc(dfs_stack, cap * sizeof(Frame))
+    if p == NULL:
+        return False
+    dfs_stack = p
+    dfs_cap = cap
+    return True
+
+cdef bint grow_topo(Py_ssize_t need) noexcept nogil:
+    global topo, topo_cap
+    cdef Py_ssize_t cap = topo_cap * 2 if topo_cap else 1024
+    while cap < need:
+        cap *= 2
+    cdef PyObject** p = <PyObject**>realloc(topo, cap * sizeof(PyObject*))
+    if p == NULL:
+        return False
+    topo = p
+    topo_cap = cap
+    return True
+
+
+cdef Py_ssize_t collect(PyObject* root, unsigned int stamp) noexcept nogil:
+    """Write the interior nodes reachable from `root` into `topo`, parents
+    before children (post-order of an iterative DFS), and zero their grads.
+
+    Leaves are skipped: they have nothing to propagate and their gradients
+    accumulate across passes. Returns the count, or -1 if out of memory.
+    """
+    cdef Py_ssize_t sp = 1, count = 0, np
+    cdef Frame* top
+    cdef Node* n
+    cdef Node* pn
+    cdef PyObject* p
+    if dfs_cap < 1 and not grow_stack(1):
+        return -1
+    node_of(root).mark = stamp
+    node_of(root).grad = 0.0
+    dfs_stack[0].obj = root
+    dfs_stack[0].next = 0
+    while sp > 0:
+        top = &dfs_stack[sp - 1]
+        n = node_of(top.obj)
+        np = n_parents(n)
+        while top.next < np:
+            p = parent(n, top.next)
+            top.next += 1
+            pn = node_of(p)
+            if pn.op != OP_LEAF and pn.mark != stamp:
+                pn.mark = stamp
+                pn.grad = 0.0
+                if sp == dfs_cap and not grow_stack(sp + 1):
+                    return -1
+                dfs_stack[sp].obj = p
+                dfs_stack[sp].next = 0
+                sp += 1
+                break
+        else:
+            if count == topo_cap and not grow_topo(count + 1):
+                return -1
+            topo[count] = top.obj
+            count += 1
+            sp -= 1
+    return count
+
+
+cdef void sweep(Py_ssize_t count) noexcept nogil:
+    """Propagate gradients through `topo` from the root (last) backwards."""
+    cdef Py_ssize_t i, k, m
+    cdef Node* y
+    cdef Node* a
+    cdef Node* b
+    cdef double g
+    cdef double* consts
+    cdef PyObject** kids
+    cdef unsigned int op
+    for i in range(count - 1, -1, -1):
+        y = node_of(topo[i])
+        g = y.grad
+        op = y.op
+        if op <= OP_POW:                                   # binary
+            a = node_of(y.a.obj)
+            b = node_of(y.b.obj)
+            if op == OP_ADD:
+                a.grad += g
+                b.grad += g
+            elif op == OP_SUB:
+                a.grad += g
+                b.grad -= g
+            elif op == OP_MUL:
+                a.grad += g * b.data
+                b.grad += g * a.data
+            elif op == OP_DIV:
+                a.grad += g * div_da(a.data, b.data)
+                b.grad += g * div_db(a.data, b.data)
+            else:  # OP_POW
+                a.grad += g * pow_da(a.data, b.data)
+                b.grad += g * pow_db(a.data, b.data, y.data)
+        elif op < OP_SUM:                                  # one parent
+            a = node_of(y.a.obj)
+            if op == OP_ADDC:
+                a.grad += g
+            elif op == OP_MULC:
+                a.grad += g * y.b.num
+            elif op == OP_RSUBC or op == OP_NEG:
+                a.grad -= g
+            elif op == OP_DIVC:
+                a.grad += g * div_da(a.data, y.b.num)
+            elif op == OP_RDIVC:
+                a.grad += g * div_db(y.b.num, a.data)
+            elif op == OP_POWC:
+                a.grad += g * pow_da(a.data, y.b.num)
+            elif op == OP_RPOWC:
+                a.grad += g * pow_db(y.b.num, a.data, y.data)
+            elif op == OP_RELU:
+                a.grad += g * relu_d(y.data)
+            elif op == OP_TANH:
+                a.grad += g * tanh_d(y.data)
+            elif op == OP_SIGMOID:
+                a.grad += g * sigmoid_d(y.data)
+            elif op == OP_EXP:
+                a.grad += g * exp_d(y.data)
+            elif op == OP_LOG:
+                a.grad += g * log_d(a.data)
+            elif op == OP_ABS:
+                a.grad += g * abs_d(a.data)
+        else:                                              # n-ary
+            kids = y.a.kids
+            m = y.b.count
+            if op == OP_SUM:
+                for k in range(m):
+                    node_of(kids[k]).grad += g
+            elif op == OP_DOT:
+                for k in range(m):
+                    a = node_of(kids[k])
+                    b = node_of(kids[m + k])
+                    a.grad += g * b.data
+                    b.grad += g * a.data
+            else:  # OP_DOTC
+                consts = <double*>(kids + m)
+                for k in range(m):
+                    node_of(kids[k]).grad += g * consts[k]
+
+
+cdef int run_backward(Value root, double seed) except -1:
+    global epoch
+    cdef Py_ssize_t count
+    if root.n.op == OP_LEAF:
+        root.n.grad += seed
+        return 0
+    epoch += 1
+    if epoch == 0:          # wrapped after 2**32 passes; 0 is the "never" stamp
+        epoch = 1
+    count = collect(<PyObject*>root, epoch)
+    if count < 0:
+        raise MemoryError("backward(): out of memory while ordering the graph")
+    root.n.grad = seed
+    sweep(count)
+    return 0
+
+
+# ===========================================================================
+# 3. Releasing a graph. Dropping the root of a 10**6-deep chain must not
+#    recurse through 10**6 deallocators: a node whose parent would die with
+#    it pushes that parent on a pending stack, and the outermost dealloc
+#    drains the stack in a loop (CPython's trashcan idea, without GC).
+# ===========================================================================
+
+cdef PyObject** pending = NULL        # parents waiting for their last decref
+cdef Py_ssize_t pending_len = 0       # entries in use
+cdef Py_ssize_t pending_cap = 0       # capacity, in entries
+cdef bint draining = False            # a drain loop is running further up
+
+cdef inline void drop(PyObject* p) noexcept:
+    global pending, pending_cap, pending_len
+    cdef PyObject** grown
+    cdef Py_ssize_t cap
+    if refcnt(p) > 1:
+        decref(p)                      # someone else keeps it alive
+        return
+    if pending_len == pending_cap:
+        cap = pending_cap * 2 if pending_cap else 256
+        grown = <PyObject**>realloc(pending, cap * sizeof(PyObject*))
+        if grown == NULL:              # out of memory: recurse rather than leak
+            decref(p)
+            return
+        pending = grown
+        pending_cap = cap
+    pending[pending_len] = p
+    pending_len += 1
+
+cdef void release_parents(Node* n) noexcept:
+    global draining, pending, pending_cap, pending_len
+    cdef unsigned int op = n.op
+    cdef Py_ssize_t k, m
+    cdef PyObject** kids
+    if op == OP_LEAF:
+        return
+    n.op = OP_LEAF
+    if op >= OP_SUM:
+        kids = n.a.kids
+        m = n.b.count * 2 if op == OP_DOT else n.b.count
+        for k in range(m):
+            drop(kids[k])
+        PyMem_Free(kids)
+    else:
+        drop(n.a.obj)
+        if op <= OP_POW:
+            drop(n.b.obj)
+    if draining:
+        return
+    draining = True
+    while pending_len > 0:
+        pending_len -= 1
+        decref(pending[pending_len])   # may push that node's parents
+    draining = False
+    if pending_cap > KEEP_PENDING:
+        free(pending)
+        pending = NULL
+        pending_cap = 0
+
+
+# ===========================================================================
+# 4. Building nodes, and the Value type.
+# ===========================================================================
+
+cdef bint grad_enabled = True         # False inside no_grad()
+
+_Real = numbers.Real
+
+cdef int slow_number(object x, double* out) except -1:
+    """Numbers other than int/float: numpy scalars, Fraction, ... (0 if not)."""
+    if isinstance(x, Value):
+        return 0
+    if isinstance(x, _Real):
+        out[0] = float(x)
+        return 1
+    np = sys.modules.get("numpy")     # numpy's bool_ is not a numbers.Real
+    if np is not None and isinstance(x, np.bool_):
+        out[0] = 1.0 if x else 0.0
+        return 1
+    return 0
+
+cdef inline int as_number(object x, double* out) except -1:
+    """Store float(x) in out and return 1 if x is a real number, else 0."""
+    if PyFloat_Check(x):
+        out[0] = PyFloat_AS_DOUBLE(x)
+        return 1
+    if PyLong_Check(x):
+        out[0] = PyLong_AsDouble(x)    # OverflowError for ints beyond float
+        if out[0] == -1.0 and PyErr_Occurred():
+            return -1
+        return 1
+    return slow_number(x, out)
+
+cdef double to_double(object x, str what) except? -1.0:
+    cdef double v
+    if as_number(x, &v):
+        return v
+    raise TypeError(
+        f"{what} must be a real number (int, float, bool or numpy scalar), "
+        f"got {type(x).__name__}: {x!r}")
+
+
+cdef inline Value new_leaf(double data):
+    cdef Value v = Value.__new__(Value)
+    v.n.data = data
+    return v
+
+cdef inline Value unary(Value x, double y, unsigned int op):
+    cdef Value out = Value.__new__(Value)
+    out.n.data = y
+    if grad_enabled:
+        out.n.op = op
+        incref(<PyObject*>x)
+        out.n.a.obj = <PyObject*>x
+    return out
+
+cdef inline Value with_const(Value x, double c, double y, unsigned int op):
+    cdef Value out = Value.__new__(Value)
+    out.n.data = y
+    if grad_enabled:
+        out.n.op = op
+        incref(<PyObject*>x)
+        out.n.a.obj = <PyObject*>x
+        out.n.b.num = c
+    return out
+
+cdef inline Value binary(Value x, Value z, double y, unsigned int op):
+    cdef Value out = Value.__new__(Value)
+    out.n.data = y
+    if grad_enabled:
+        out.n.op = op
+        incref(<PyObject*>x)
+        incref(<PyObject*>z)
+        out.n.a.obj = <PyObject*>x
+        out.n.b.obj = <PyObject*>z
+    return out
+
+
+_OP_NAMES = {
+    OP_LEAF: "", OP_ADD: "+", OP_SUB: "-", OP_MUL: "*", OP_DIV: "/",
+    OP_POW: "**", OP_ADDC: "+", OP_MULC: "*", OP_RSUBC: "-", OP_DIVC: "/",
+    OP_RDIVC: "/", OP_POWC: "**", OP_RPOWC: "**", OP_NEG: "neg",
+    OP_RELU: "ReLU", OP_TANH: "tanh", OP_SIGMOID: "sigmoid", OP_EXP: "exp",
+    OP_LOG: "log", OP_ABS: "abs", OP_SUM: "sum", OP_DOT: "dot", OP_DOTC: "dot",
+}
+
+
+def _number_repr(double c):
+    return repr(int(c)) if c.is_integer() else repr(c)
+
+
+@cython.final
+@cython.no_gc
+@cython.freelist(1024)
+cdef class Value:
+    """A scalar in a computation graph: a number and its gradient.
+
+    ``Value(x)`` takes an int, float, bool or numpy scalar. Arithmetic with
+    other Values or numbers builds the graph; ``backward()`` fills ``.grad``
+    of every Value the result depends on.
+
+    >>> a = Value(2.0); b = Value(-3.0)
+    >>> c = (a * b + 1).tanh()
+    >>> c.backward()
+    """
+
+    # numpy must hand mixed operations back to Value's reflected operators
+    # (np.float64(2) * v is a Value), not turn the Value into an array.
+    __array_ufunc__ = None
+
+    def __init__(self, data):
+        self.n.data = to_double(data, "Value(data)")
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def data(self):
+        """The forward value, as a Python float (writable)."""
+        return self.n.data
+
+    @data.setter
+    def data(self, value):
+        self.n.data = to_double(value, "Value.data")
+
+    @property
+    def grad(self):
+        """d(root)/d(self) from the last backward() (writable)."""
+        return self.n.grad
+
+    @grad.setter
+    def grad(self, value):
+        self.n.grad = to_double(value, "Value.grad")
+
+    @property
+    def is_leaf(self):
+        """True for a Value with no parents (made by Value(x) or under no_grad)."""
+        return self.n.op == OP_LEAF
+
+    @property
+    def _op(self):
+        """The op that made this Value, as micrograd spells it ('' for a leaf)."""
+        if self.n.op == OP_POWC:
+            return "**" + _number_repr(self.n.b.num)
+        return _OP_NAMES[self.n.op]
+
+    @property
+    def _prev(self):
+        """The set of parents (micrograd's name). Number operands appear as
+        fresh leaf Values, the way micrograd wraps them."""
+        cdef Node* n = &self.n
+        cdef Py_ssize_t k, m
+        cdef double* consts
+        out = set()
+        if n.op == OP_LEAF:
+            return out
+        if n.op >= OP_SUM:
+            m = n_parents(n)
+            for k in range(m):
+                out.add(<object>n.a.kids[k])
+            if n.op == OP_DOTC:
+                consts = <double*>(n.a.kids + m)
+                for k in range(m):
+                    out.add(new_leaf(consts[k]))
+            return out
+        out.add(<object>n.a.obj)
+        if n.op <= OP_POW:
+            out.add(<object>n.b.obj)
+        elif n.op < OP_NEG:
+            out.add(new_leaf(n.b.num))
+        return out
+
+    def item(self):
+        """The forward value as a Python float (PyTorch's spelling)."""
+        return self.n.data
+
+    def __float__(self):
+        return self.n.data
+
+    def __repr__(self):
+        return f"Value(data={self.n.data!r}, grad={self.n.grad!r})"
+
+    def __reduce__(self):
+        if self.n.op != OP_LEAF:
+            raise TypeError(
+                "cannot pickle or copy a non-leaf Value (it would lose its "
+                "graph); copy leaf Values, or use .data")
+        return (_leaf, (self.n.data, self.n.grad))
+
+    def __dealloc__(self):
+        release_parents(&self.n)
+
+    # -- arithmetic ---------------------------------------------------------
+
+    def __add__(self, other):
+        cdef double c
+        if type(other) is Value:
+            return binary(self, <Value>other, add_f(self.n.data, (<Value>other).n.data), OP_ADD)
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, add_f(self.n.data, c), OP_ADDC)
+
+    def __radd__(self, other):
+        cdef double c
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, add_f(c, self.n.data), OP_ADDC)
+
+    def __sub__(self, other):
+        cdef double c
+        if type(other) is Value:
+            return binary(self, <Value>other, sub_f(self.n.data, (<Value>other).n.data), OP_SUB)
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, -c, add_f(self.n.data, -c), OP_ADDC)
+
+    def __rsub__(self, other):
+        cdef double c
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, sub_f(c, self.n.data), OP_RSUBC)
+
+    def __mul__(self, other):
+        cdef double c
+        if type(other) is Value:
+            return binary(self, <Value>other, mul_f(self.n.data, (<Value>other).n.data), OP_MUL)
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, mul_f(self.n.data, c), OP_MULC)
+
+    def __rmul__(self, other):
+        cdef double c
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, mul_f(c, self.n.data), OP_MULC)
+
+    def __truediv__(self, other):
+        cdef double c
+        if type(other) is Value:
+            return binary(self, <Value>other, div_f(self.n.data, (<Value>other).n.data), OP_DIV)
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, div_f(self.n.data, c), OP_DIVC)
+
+    def __rtruediv__(self, other):
+        cdef double c
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, div_f(c, self.n.data), OP_RDIVC)
+
+    def __pow__(self, other, mod):
+        cdef double c
+        if mod is not None:
+            return NotImplemented
+        if type(other) is Value:
+            return binary(self, <Value>other, pow_f(self.n.data, (<Value>other).n.data), OP_POW)
+        if not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, pow_f(self.n.data, c), OP_POWC)
+
+    def __rpow__(self, other, mod):
+        cdef double c
+        if mod is not None or not as_number(other, &c):
+            return NotImplemented
+        return with_const(self, c, pow_f(c, self.n.data), OP_RPOWC)
+
+    def __neg__(self):
+        return unary(self, neg_f(self.n.data), OP_NEG)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return unary(self, abs_f(self.n.data), OP_ABS)
+
+    # -- functions ----------------------------------------------------------
+
+    def relu(self):
+        """max(x, 0). The derivative at 0 is 0, as in micrograd and PyTorch."""
+        return unary(self, relu_f(self.n.data), OP_RELU)
+
+    def tanh(self):
+        """Hyperbolic tangent."""
+        return unary(self, tanh_f(self.n.data), OP_TANH)
+
+    def sigmoid(self):
+        """1 / (1 + exp(-x)), computed without overflow."""
+        return unary(self, sigmoid_f(self.n.data), OP_SIGMOID)
+
+    def exp(self):
+        """e ** x."""
+        return unary(self, exp_f(self.n.data), OP_EXP)
+
+    def log(self):
+        """Natural logarithm; log(0) is -inf and log(x<0) is nan, as in IEEE."""
+        return unary(self, log_f(self.n.data), OP_LOG)
+
+    def abs(self):
+        """|x|; the derivative at 0 is 0."""
+        return unary(self, abs_f(self.n.data), OP_ABS)
+
+    # -- backward -----------------------------------------------------------
+
+    def backward(self, gradient=1.0):
+        """Back-propagate from this Value, filling ``.grad`` of all it depends on.
+
+        Leaf gradients accumulate across calls (call ``zero_grad()`` between
+        steps); gradients of intermediate Values are recomputed by each call.
+        ``gradient`` seeds d(root)/d(self), 1.0 by default.
+        """
+        run_backward(self, to_double(gradient, "backward(gradient)"))
+
+
+def _leaf(double data, double grad=0.0):
+    """Rebuild a leaf Value (used by pickle and copy)."""
+    cdef Value v = new_leaf(data)
+    v.n.grad = grad
+    return v
+
+
+# ===========================================================================
+# 5. Fused n-ary ops and grad mode.
+# ===========================================================================
+
+cdef Value as_value(object x, str where):
+    cdef double c
+    if type(x) is Value:
+        return <Value>x
+    if as_number(x, &c):
+        return new_leaf(c)
+    raise TypeError(
+        f"{where} must be a Value or a real number, got {type(x).__name__}: {x!r}")
+
+cdef Value nary(double y, unsigned int op, PyObject** kids, Py_ssize_t count):
+    """A node that takes ownership of the kids array (already increfed)."""
+    cdef Value out = Value.__new__(Value)
+    out.n.data = y
+    out.n.op = op
+    out.n.a.kids = kids
+    out.n.b.count = count
+    return out
+
+
+def sum(values, start=0):
+    """Sum of Values (and numbers) as ONE node with many parents.
+
+    Same signature, value and gradient as Python's ``sum(values, start)``,
+    but one node: faster to build and to back-propagate than a chain of +.
+    """
+    cdef double s = 0.0
+    if type(start) is Value:
+        values = [start, *values]
+    else:
+        s = to_double(start, "fastgrad.sum(start)")
+    seq = PySequence_Fast(values, "fastgrad.sum() expects an iterable of Values")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), i = 0, j
+    cdef PyObject** items = seq_items(seq)
+    cdef PyObject** kids
+    cdef object v
+    if not grad_enabled or n == 0:
+        for i in range(n):
+            s += as_value(<object>items[i], f"fastgrad.sum(): item {i}").n.data
+        return new_leaf(s)
+    kids = <PyObject**>PyMem_Malloc(n * sizeof(PyObject*))
+    if kids == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            v = as_value(<object>items[i], f"fastgrad.sum(): item {i}")
+            incref(<PyObject*>v)
+            kids[i] = <PyObject*>v
+            s += (<Value>v).n.data
+    except BaseException:
+        for j in range(i):
+            decref(kids[j])
+        PyMem_Free(kids)
+        raise
+    return nary(s, OP_SUM, kids, n)
+
+
+def dot(ws, xs):
+    """sum(w * x for w, x in zip(ws, xs)) as ONE node with many parents.
+
+    Either side may hold Values or numbers. A neuron built on ``dot`` is a
+    single node, so building and back-propagating it is one C loop.
+    """
+    wseq = PySequence_Fast(ws, "fastgrad.dot() expects two sequences")
+    xseq = PySequence_Fast(xs, "fastgrad.dot() expects two sequences")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(wseq), i
+    if PySequence_Fast_GET_SIZE(xseq) != n:
+        raise ValueError(
+            f"fastgrad.dot(): sequences differ in length "
+            f"({n} and {PySequence_Fast_GET_SIZE(xseq)})")
+    cdef PyObject** wi = seq_items(wseq)
+    cdef PyObject** xi = seq_items(xseq)
+    cdef bint w_vals = True, x_vals = True, x_nums = True, w_nums = True
+    cdef double s = 0.0, c
+    cdef Value w, x
+    for i in range(n):
+        if type(<object>wi[i]) is Value:
+            w_nums = False
+        else:
+            w_vals = False
+        if type(<object>xi[i]) is Value:
+            x_nums = False
+        else:
+            x_vals = False
+    if not grad_enabled or n == 0 or (w_nums and x_nums):
+        for i in range(n):
+            s += (as_value(<object>wi[i], f"fastgrad.dot(): ws[{i}]").n.data
+                  * as_value(<object>xi[i], f"fastgrad.dot(): xs[{i}]").n.data)
+        return new_leaf(s)
+    if w_vals and x_nums:
+        return dot_const(wi, xi, n, "xs")
+    if x_vals and w_nums:
+        return dot_const(xi, wi, n, "ws")
+    # Values on both sides (numbers mixed in become constant leaves)
+    cdef PyObject** kids = <PyObject**>PyMem_Malloc(2 * n * sizeof(PyObject*))
+    if kids == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t done = 0
+    try:
+        for i in range(n):
+            w = as_value(<object>wi[i], f"fastgrad.dot(): ws[{i}]")
+            x = as_value(<object>xi[i], f"fastgrad.dot(): xs[{i}]")
+            incref(<PyObject*>w)
+            incref(<PyObject*>x)
+            kids[i] = <PyObject*>w
+            kids[n + i] = <PyObject*>x
+            done += 1
+            s += w.n.data * x.n.data
+    except BaseException:
+        for i in range(done):
+            decref(kids[i])
+            decref(kids[n + i])
+        PyMem_Free(kids)
+        raise
+    return nary(s, OP_DOT, kids, n)
+
+
+cdef Value dot_const(PyObject** vals, PyObject** nums, Py_ssize_t n, str side):
+    """dot of n Values with n numbers: the numbers are stored in the node."""
+    cdef PyObject** kids = <PyObject**>PyMem_Malloc(2 * n * sizeof(PyObject*))
+    if kids == NULL:
+        raise MemoryError()
+    cdef double* consts = <double*>(kids + n)
+    cdef double s = 0.0
+    cdef Py_ssize_t i
+    try:
+        for i in range(n):
+            consts[i] = to_double(<object>nums[i], f"fastgrad.dot(): {side}[{i}]")
+    except BaseException:
+        PyMem_Free(kids)
+        raise
+    for i in range(n):
+        incref(vals[i])
+        kids[i] = vals[i]
+        s += (<Value>vals[i]).n.data * consts[i]
+    return nary(s, OP_DOTC, kids, n)
+
+
+def is_grad_enabled():
+    """False inside ``no_grad()``: new Values then record no parents."""
+    return grad_enabled
+
+
+cdef class _GradMode:
+    """Shared body of no_grad and enable_grad: a context manager that can
+    also decorate a function."""
+    cdef bint mode      # the grad mode inside the block
+    cdef list saved     # modes to restore, one per nested __enter__
+
+    def __init__(self):
+        self.saved = []
+
+    def __enter__(self):
+        global grad_enabled
+        self.saved.append(grad_enabled)
+        grad_enabled = self.mode
+        return self
+
+    def __exit__(self, *exc_info):
+        global grad_enabled
+        grad_enabled = self.saved.pop()
+        return False
+
+    def __call__(self, func):
+        import functools
+        mode = type(self)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with mode():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+@cython.final
+cdef class no_grad(_GradMode):
+    """Context manager (and decorator) under which operations record no
+    parents: results are leaves and nothing can be back-propagated, which
+    makes inference cheaper.
+
+    >>> with no_grad():
+    ...     y = model(x)
+    """
+    def __init__(self):
+        _GradMode.__init__(self)
+        self.mode = False
+
+
+@cython.final
+cdef class enable_grad(_GradMode):
+    """Context manager (and decorator) that turns graph recording back on
+    inside a ``no_grad()`` block."""
+    def __init__(self):
+        _GradMode.__init__(self)
+        self.mode = True
+
+
+# Where a Value keeps its Node; nogil kernels use it via node_of().
+cdef Py_ssize_t node_offset():
+    cdef Value probe = Value.__new__(Value)
+    return <Py_ssize_t>(<char*>&probe.n - <char*><PyObject*>probe)
+
+NODE_OFFSET = node_offset()
