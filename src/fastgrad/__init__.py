@@ -5,7 +5,10 @@
 """
 
 from fastgrad._engine import Value, dot, enable_grad, is_grad_enabled, no_grad, sum
+from fastgrad._random import default_generator, manual_seed
 
 __version__ = "0.1.0"
 
-__all__ = ["Value", "dot", "enable_grad", "is_grad_enabled", "no_grad", "sum"]
+# `sum` and `dot` stay out of __all__ so `from fastgrad import *` never
+# shadows the builtin sum; call them as fastgrad.sum / fastgrad.dot.
+__all__ = ["Value", "enable_grad", "is_grad_enabled", "manual_seed", "no_grad"]
