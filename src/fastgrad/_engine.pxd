@@ -26,6 +26,9 @@ cdef enum Op:
     OP_RDIVC        # c / a
     OP_POWC         # a ** c
     OP_RPOWC        # c ** a
+    OP_CLAMPLO      # max(a, c)   (torch.clamp(a, min=c))
+    OP_CLAMPHI      # min(a, c)   (torch.clamp(a, max=c))
+    OP_BCEL         # binary cross-entropy of logit a against target c
     # unary: y = f(a)
     OP_NEG          # -a
     OP_RELU         # max(a, 0)
@@ -38,7 +41,26 @@ cdef enum Op:
     OP_SUM          # kids[0] + ... + kids[n-1]
     OP_DOT          # sum_i kids[i] * kids[n+i]          (array holds 2n Values)
     OP_DOTC         # sum_i kids[i] * consts[i]          (n Values, then n doubles)
+    OP_LSE          # log(sum_i exp(kids[i]))             (n Values)
+    OP_CE           # logsumexp(kids) - kids[t]           (n Values, then t as an index)
+    # fused neuron act(b + sum_i w_i * x_i); act = op - OP_AFFINE (or - OP_AFFINEC)
+    OP_AFFINE       # array: w_0..w_{n-1}, x_0..x_{n-1}, b  (Values)   act: identity
+    OP_AFFINE_RELU
+    OP_AFFINE_TANH
+    OP_AFFINE_SIGMOID
+    OP_AFFINEC      # array: w_0..w_{n-1}, b, then n doubles x_i      act: identity
+    OP_AFFINEC_RELU
+    OP_AFFINEC_TANH
+    OP_AFFINEC_SIGMOID
     OP_NUM_OPS      # sentinel: number of op codes
+
+
+# Activations of the fused neuron, in the order of the OP_AFFINE* codes.
+cdef enum Act:
+    ACT_IDENTITY = 0
+    ACT_RELU = 1
+    ACT_TANH = 2
+    ACT_SIGMOID = 3
 
 
 cdef union First:
@@ -49,7 +71,7 @@ cdef union First:
 cdef union Second:
     PyObject* obj       # binary ops: the second parent; an owned reference
     double num          # const ops: the number operand
-    Py_ssize_t count    # n-ary ops: how many pairs (DOT, DOTC) or terms (SUM)
+    Py_ssize_t count    # n-ary ops: n, the number of terms (see each op's array layout)
 
 
 cdef struct Node:

@@ -15,7 +15,7 @@ from cpython.long cimport PyLong_Check, PyLong_AsDouble
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.exc cimport PyErr_Occurred
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE
-from libc.math cimport tanh, exp, log, pow, fabs, isnan
+from libc.math cimport tanh, exp, log, log1p, pow, fabs, isnan, isinf, INFINITY
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
@@ -102,8 +102,61 @@ cdef inline double abs_d(double a) noexcept nogil:
         return -1.0
     return a * 0.0          # 0 for 0, NaN for NaN
 
+# --- clamp(a, min=c) and clamp(a, max=c); the gradient passes where a is
+#     inside the bound, the bound included (torch.clamp). NaN passes through.
+cdef inline double clamplo_f(double a, double c) noexcept nogil: return c if a < c else a
+cdef inline double clamplo_d(double a, double c) noexcept nogil: return 1.0 if a >= c else 0.0
+cdef inline double clamphi_f(double a, double c) noexcept nogil: return c if a > c else a
+cdef inline double clamphi_d(double a, double c) noexcept nogil: return 1.0 if a <= c else 0.0
+
+# --- binary cross-entropy of a logit a against a target t in [0, 1]:
+#     max(a, 0) - a*t + log(1 + exp(-|a|)), never overflowing
+cdef inline double bcel_f(double a, double t) noexcept nogil:
+    return (a if a > 0.0 else 0.0) - a * t + log1p(exp(-fabs(a)))
+cdef inline double bcel_d(double a, double t) noexcept nogil: return sigmoid_f(a) - t
+
 # --- sum of n terms: d/dk_i = 1
 # --- dot of n pairs: d/dw_i = x_i, d/dx_i = w_i
+
+# --- logsumexp of n terms, max-subtracted: d/dk_i = exp(k_i - y) = softmax_i
+cdef double lse_f(PyObject** kids, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double m = -INFINITY, s = 0.0, v
+    for i in range(n):
+        v = node_of(kids[i]).data
+        if v > m or isnan(v):
+            m = v
+            if isnan(v):
+                return v
+    if isinf(m):
+        return m                       # all -inf, or some +inf
+    for i in range(n):
+        s += exp(node_of(kids[i]).data - m)
+    return m + log(s)
+cdef inline double lse_d(double k, double y) noexcept nogil: return exp(k - y)
+
+# --- cross-entropy of logits against class t: logsumexp(k) - k_t;
+#     d/dk_i = softmax_i - [i == t], softmax recomputed from the logits
+cdef inline double ce_f(PyObject** kids, Py_ssize_t n, Py_ssize_t t) noexcept nogil:
+    return lse_f(kids, n) - node_of(kids[t]).data
+
+# --- the fused neuron's activation, and its derivative from the output y
+cdef inline double act_f(unsigned int act, double z) noexcept nogil:
+    if act == ACT_RELU:
+        return relu_f(z)
+    if act == ACT_TANH:
+        return tanh_f(z)
+    if act == ACT_SIGMOID:
+        return sigmoid_f(z)
+    return z
+cdef inline double act_d(unsigned int act, double y) noexcept nogil:
+    if act == ACT_RELU:
+        return relu_d(y)
+    if act == ACT_TANH:
+        return tanh_d(y)
+    if act == ACT_SIGMOID:
+        return sigmoid_d(y)
+    return 1.0
 
 
 # ===========================================================================
@@ -111,12 +164,6 @@ cdef inline double abs_d(double a) noexcept nogil:
 # ===========================================================================
 
 # NODE_OFFSET (declared in the .pxd) is set at import, at the end of this file.
-
-cdef inline bint is_binary(unsigned int op) noexcept nogil:
-    return OP_ADD <= op <= OP_POW
-
-cdef inline bint is_nary(unsigned int op) noexcept nogil:
-    return op >= OP_SUM
 
 cdef inline Py_ssize_t n_parents(Node* n) noexcept nogil:
     """How many parent references the node holds."""
@@ -129,7 +176,11 @@ cdef inline Py_ssize_t n_parents(Node* n) noexcept nogil:
         return 1
     if op == OP_DOT:
         return 2 * n.b.count
-    return n.b.count                   # OP_SUM, OP_DOTC
+    if op >= OP_AFFINEC:
+        return n.b.count + 1           # w..., b
+    if op >= OP_AFFINE:
+        return 2 * n.b.count + 1       # w..., x..., b
+    return n.b.count                   # OP_SUM, OP_DOTC, OP_LSE, OP_CE
 
 cdef inline PyObject* parent(Node* n, Py_ssize_t i) noexcept nogil:
     if n.op >= OP_SUM:
@@ -227,7 +278,7 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
     cdef Node* y
     cdef Node* a
     cdef Node* b
-    cdef double g
+    cdef double g, lse
     cdef double* consts
     cdef PyObject** kids
     cdef unsigned int op
@@ -269,6 +320,12 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
                 a.grad += g * pow_da(a.data, y.b.num)
             elif op == OP_RPOWC:
                 a.grad += g * pow_db(y.b.num, a.data, y.data)
+            elif op == OP_CLAMPLO:
+                a.grad += g * clamplo_d(a.data, y.b.num)
+            elif op == OP_CLAMPHI:
+                a.grad += g * clamphi_d(a.data, y.b.num)
+            elif op == OP_BCEL:
+                a.grad += g * bcel_d(a.data, y.b.num)
             elif op == OP_RELU:
                 a.grad += g * relu_d(y.data)
             elif op == OP_TANH:
@@ -293,10 +350,34 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
                     b = node_of(kids[m + k])
                     a.grad += g * b.data
                     b.grad += g * a.data
-            else:  # OP_DOTC
+            elif op == OP_DOTC:
                 consts = <double*>(kids + m)
                 for k in range(m):
                     node_of(kids[k]).grad += g * consts[k]
+            elif op == OP_LSE:
+                for k in range(m):
+                    a = node_of(kids[k])
+                    a.grad += g * lse_d(a.data, y.data)
+            elif op == OP_CE:
+                lse = lse_f(kids, m)
+                for k in range(m):
+                    a = node_of(kids[k])
+                    a.grad += g * lse_d(a.data, lse)
+                node_of(kids[(<Py_ssize_t*>(kids + m))[0]]).grad -= g
+            elif op >= OP_AFFINEC:
+                g = g * act_d(op - OP_AFFINEC, y.data)
+                consts = <double*>(kids + m + 1)
+                for k in range(m):
+                    node_of(kids[k]).grad += g * consts[k]
+                node_of(kids[m]).grad += g
+            else:  # OP_AFFINE*
+                g = g * act_d(op - OP_AFFINE, y.data)
+                for k in range(m):
+                    a = node_of(kids[k])
+                    b = node_of(kids[m + k])
+                    a.grad += g * b.data
+                    b.grad += g * a.data
+                node_of(kids[2 * m]).grad += g
 
 
 cdef int run_backward(Value root, double seed) except -1:
@@ -353,10 +434,10 @@ cdef void release_parents(Node* n) noexcept:
     cdef PyObject** kids
     if op == OP_LEAF:
         return
+    m = n_parents(n)
     n.op = OP_LEAF
     if op >= OP_SUM:
         kids = n.a.kids
-        m = n.b.count * 2 if op == OP_DOT else n.b.count
         for k in range(m):
             drop(kids[k])
         PyMem_Free(kids)
@@ -460,7 +541,13 @@ _OP_NAMES = {
     OP_POW: "**", OP_ADDC: "+", OP_MULC: "*", OP_RSUBC: "-", OP_DIVC: "/",
     OP_RDIVC: "/", OP_POWC: "**", OP_RPOWC: "**", OP_NEG: "neg",
     OP_RELU: "ReLU", OP_TANH: "tanh", OP_SIGMOID: "sigmoid", OP_EXP: "exp",
-    OP_LOG: "log", OP_ABS: "abs", OP_SUM: "sum", OP_DOT: "dot", OP_DOTC: "dot",
+    OP_LOG: "log", OP_ABS: "abs", OP_CLAMPLO: "clamp", OP_CLAMPHI: "clamp",
+    OP_BCEL: "bce_with_logits", OP_SUM: "sum", OP_DOT: "dot", OP_DOTC: "dot",
+    OP_LSE: "logsumexp", OP_CE: "cross_entropy_with_logits",
+    OP_AFFINE: "dot", OP_AFFINE_RELU: "ReLU(dot)", OP_AFFINE_TANH: "tanh(dot)",
+    OP_AFFINE_SIGMOID: "sigmoid(dot)", OP_AFFINEC: "dot",
+    OP_AFFINEC_RELU: "ReLU(dot)", OP_AFFINEC_TANH: "tanh(dot)",
+    OP_AFFINEC_SIGMOID: "sigmoid(dot)",
 }
 
 
@@ -533,11 +620,15 @@ cdef class Value:
         if n.op == OP_LEAF:
             return out
         if n.op >= OP_SUM:
-            m = n_parents(n)
-            for k in range(m):
+            for k in range(n_parents(n)):
                 out.add(<object>n.a.kids[k])
+            m = n.b.count
+            consts = NULL
             if n.op == OP_DOTC:
                 consts = <double*>(n.a.kids + m)
+            elif n.op >= OP_AFFINEC:
+                consts = <double*>(n.a.kids + m + 1)
+            if consts != NULL:
                 for k in range(m):
                     out.add(new_leaf(consts[k]))
             return out
@@ -676,6 +767,21 @@ cdef class Value:
     def abs(self):
         """|x|; the derivative at 0 is 0."""
         return unary(self, abs_f(self.n.data), OP_ABS)
+
+    def clamp(self, min=None, max=None):
+        """Limit to [min, max] (either may be None), as ``torch.clamp``: the
+        gradient is 1 inside the bounds, bounds included, and 0 outside."""
+        cdef double c
+        if min is None and max is None:
+            raise ValueError("clamp() needs at least one of min and max, got neither")
+        out = self
+        if min is not None:
+            c = to_double(min, "clamp(min)")
+            out = with_const(out, c, clamplo_f(out.n.data, c), OP_CLAMPLO)
+        if max is not None:
+            c = to_double(max, "clamp(max)")
+            out = with_const(out, c, clamphi_f(out.n.data, c), OP_CLAMPHI)
+        return out
 
     # -- backward -----------------------------------------------------------
 
@@ -835,6 +941,212 @@ cdef Value dot_const(PyObject** vals, PyObject** nums, Py_ssize_t n, str side):
         kids[i] = vals[i]
         s += (<Value>vals[i]).n.data * consts[i]
     return nary(s, OP_DOTC, kids, n)
+
+
+def logsumexp(values):
+    """log(sum(exp(v) for v in values)) as ONE node, computed stably
+    (max-subtracted); its gradient is the softmax of the values."""
+    seq = PySequence_Fast(values, "logsumexp() expects a sequence of Values")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
+    cdef PyObject** kids = values_array(seq, n, 0, "logsumexp()")
+    cdef double y = lse_f(kids, n)
+    return finish_nary(y, OP_LSE, kids, n, n)
+
+
+def cross_entropy_with_logits(logits, target):
+    """-log(softmax(logits)[target]) as ONE node, via a stable logsumexp.
+
+    ``logits``: a sequence of Values (or numbers); ``target``: the class
+    index, an int in [0, len(logits)). The gradient w.r.t. logit i is
+    softmax_i - [i == target].
+    """
+    seq = PySequence_Fast(logits, "cross_entropy_with_logits() expects a sequence of logits")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
+    cdef Py_ssize_t t = class_index(target, n, "cross_entropy_with_logits()")
+    cdef PyObject** kids = values_array(seq, n, 1, "cross_entropy_with_logits()")
+    (<Py_ssize_t*>(kids + n))[0] = t
+    cdef double y = ce_f(kids, n, t)
+    return finish_nary(y, OP_CE, kids, n, n)
+
+
+def bce_with_logits(logit, target):
+    """Binary cross-entropy of a logit (a Value) against a target in [0, 1]
+    as ONE node: max(x, 0) - x*t + log(1 + exp(-|x|)), which never
+    overflows; the gradient is sigmoid(x) - t."""
+    cdef Value x = as_value(logit, "bce_with_logits(logit)")
+    cdef double t = to_double(target, "bce_with_logits(target)")
+    if not (0.0 <= t <= 1.0):
+        raise ValueError(f"bce_with_logits(): target must be in [0, 1], got {target!r}")
+    return with_const(x, t, bcel_f(x.n.data, t), OP_BCEL)
+
+
+cdef Py_ssize_t class_index(object target, Py_ssize_t n, str where) except -1:
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
+        raise TypeError(
+            f"{where}: the target must be an int class index, got "
+            f"{type(target).__name__}: {target!r}")
+    if not (0 <= target < n):
+        raise IndexError(
+            f"{where}: target {target!r} is out of range for {n} classes "
+            f"(accepted: 0 to {n - 1})")
+    return <Py_ssize_t>target
+
+
+cdef PyObject** values_array(object seq, Py_ssize_t n, Py_ssize_t extra, str where) except NULL:
+    """A new array of n owned Values (numbers become constant leaves) followed
+    by `extra` free 8-byte slots. Requires n >= 1."""
+    if n < 1:
+        raise ValueError(f"{where}: needs at least one value, got an empty sequence")
+    cdef PyObject** items = seq_items(seq)
+    cdef PyObject** kids = <PyObject**>PyMem_Malloc((n + extra) * sizeof(PyObject*))
+    cdef Py_ssize_t i, done = 0
+    cdef Value v
+    if kids == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            v = as_value(<object>items[i], f"{where}: item {i}")
+            incref(<PyObject*>v)
+            kids[i] = <PyObject*>v
+            done += 1
+    except BaseException:
+        for i in range(done):
+            decref(kids[i])
+        PyMem_Free(kids)
+        raise
+    return kids
+
+
+cdef Value finish_nary(double y, unsigned int op, PyObject** kids, Py_ssize_t count, Py_ssize_t nrefs):
+    """Make the n-ary node, or under no_grad a leaf (dropping the array)."""
+    cdef Py_ssize_t i
+    if grad_enabled:
+        return nary(y, op, kids, count)
+    for i in range(nrefs):
+        decref(kids[i])
+    PyMem_Free(kids)
+    return new_leaf(y)
+
+
+# --- the fused neuron -------------------------------------------------------
+
+cdef struct Inputs:
+    PyObject** vals     # borrowed: the input Values (when consts is NULL)
+    double* consts      # the inputs as numbers, or NULL when they are Values
+    Py_ssize_t n        # how many inputs
+
+
+cdef object read_inputs(object x, Inputs* inp):
+    """Classify a layer's input once: all numbers -> a double buffer; else
+    Values (numbers mixed in become constant leaves). Returns the object that
+    keeps `inp` valid (a sequence, or a bytes buffer)."""
+    seq = PySequence_Fast(x, "a layer's input must be a sequence of Values or numbers")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), i
+    cdef PyObject** items = seq_items(seq)
+    cdef bint all_nums = True, all_vals = True
+    cdef double c
+    for i in range(n):
+        if type(<object>items[i]) is Value:
+            all_nums = False
+        else:
+            all_vals = False
+    inp.n = n
+    inp.consts = NULL
+    inp.vals = items
+    if all_vals and n > 0:
+        return seq
+    if all_nums:
+        buf = bytearray(max(n, 1) * sizeof(double))
+        inp.consts = <double*><char*>buf
+        for i in range(n):
+            inp.consts[i] = to_double(<object>items[i], f"input {i}")
+        return buf
+    vals = [as_value(<object>items[i], f"input {i}") for i in range(n)]
+    inp.vals = seq_items(vals)
+    return vals
+
+
+cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssize_t which):
+    """One node act(b + w . x) for a neuron's weights w (Values) and bias b."""
+    wseq = PySequence_Fast(w, "a neuron's weights must be a sequence of Values")
+    cdef Py_ssize_t n = inp.n, i
+    cdef PyObject** ws = seq_items(wseq)
+    cdef double z
+    cdef PyObject** kids
+    if PySequence_Fast_GET_SIZE(wseq) != n:
+        raise ValueError(
+            f"neuron {which} has {PySequence_Fast_GET_SIZE(wseq)} weights but "
+            f"the input has {n} values")
+    if type(b) is not Value:
+        raise TypeError(f"neuron {which}: bias must be a Value, got {type(b).__name__}")
+    for i in range(n):
+        if type(<object>ws[i]) is not Value:
+            raise TypeError(
+                f"neuron {which}: weight {i} must be a Value, got {type(<object>ws[i]).__name__}")
+    z = (<Value>b).n.data
+    if inp.consts != NULL:
+        for i in range(n):
+            z += node_of(ws[i]).data * inp.consts[i]
+    else:
+        for i in range(n):
+            z += node_of(ws[i]).data * node_of(inp.vals[i]).data
+    z = act_f(act, z)
+    if not grad_enabled:
+        return new_leaf(z)
+    if inp.consts != NULL:
+        kids = <PyObject**>PyMem_Malloc((2 * n + 1) * sizeof(PyObject*))
+        if kids == NULL:
+            raise MemoryError()
+        for i in range(n):
+            incref(ws[i])
+            kids[i] = ws[i]
+        incref(<PyObject*>b)
+        kids[n] = <PyObject*>b
+        memcpy(kids + n + 1, inp.consts, n * sizeof(double))
+        return nary(z, OP_AFFINEC + act, kids, n)
+    kids = <PyObject**>PyMem_Malloc((2 * n + 1) * sizeof(PyObject*))
+    if kids == NULL:
+        raise MemoryError()
+    for i in range(n):
+        incref(ws[i])
+        kids[i] = ws[i]
+        incref(inp.vals[i])
+        kids[n + i] = inp.vals[i]
+    incref(<PyObject*>b)
+    kids[2 * n] = <PyObject*>b
+    return nary(z, OP_AFFINE + act, kids, n)
+
+
+cdef unsigned int check_act(int act) except? 99:
+    if not (ACT_IDENTITY <= act <= ACT_SIGMOID):
+        raise ValueError(f"unknown activation code {act!r} (accepted: 0 to 3)")
+    return <unsigned int>act
+
+
+def affine(w, x, b, int act=ACT_IDENTITY):
+    """act(b + sum_i w[i] * x[i]) as ONE node: a whole neuron.
+
+    ``w``: the weights (Values); ``x``: the inputs (Values or numbers);
+    ``b``: the bias (a Value); ``act``: 0 identity, 1 relu, 2 tanh,
+    3 sigmoid (fastgrad.nn passes these).
+    """
+    cdef Inputs inp
+    cdef unsigned int a = check_act(act)
+    keep = read_inputs(x, &inp)
+    return make_affine(w, b, &inp, a, 0)
+
+
+def layer(neurons, x, int act=ACT_IDENTITY):
+    """[affine(n.w, x, n.b, act) for n in neurons], reading x only once."""
+    cdef Inputs inp
+    cdef unsigned int a = check_act(act)
+    keep = read_inputs(x, &inp)
+    cdef list out = []
+    cdef Py_ssize_t j = 0
+    for neuron in neurons:
+        out.append(make_affine(neuron.w, neuron.b, &inp, a, j))
+        j += 1
+    return out
 
 
 def is_grad_enabled():
