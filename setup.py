@@ -24,6 +24,7 @@ directives = {
 
 extensions = [
     Extension("fastgrad._engine", ["src/fastgrad/_engine.pyx"]),
+    Extension("fastgrad._optim", ["src/fastgrad/_optim.pyx"]),
 ]
 
 setup(

@@ -2,13 +2,33 @@
 
 ``Value`` is one number in a computation graph. Build expressions with
 ``+ - * / **`` and ``relu tanh sigmoid exp log``, then call ``backward()``.
+On top: modules (``fastgrad.nn``), losses, optimizers (``fastgrad.optim``).
 """
 
-from fastgrad._engine import Value, dot, enable_grad, is_grad_enabled, no_grad, sum
+from fastgrad import losses, nn, optim
+from fastgrad._engine import Value, dot, enable_grad, is_grad_enabled, logsumexp, no_grad, sum
 from fastgrad._random import default_generator, manual_seed
+from fastgrad.losses import (
+    bce,
+    bce_with_logits,
+    cross_entropy,
+    cross_entropy_with_logits,
+    hinge,
+    log_softmax,
+    mse,
+    softmax,
+)
+from fastgrad.nn import MLP, Dropout, Layer, Module, Neuron, Sequential
+from fastgrad.optim import SGD, Adam, AdamW, Momentum, Optimizer
 
 __version__ = "0.1.0"
 
 # `sum` and `dot` stay out of __all__ so `from fastgrad import *` never
 # shadows the builtin sum; call them as fastgrad.sum / fastgrad.dot.
-__all__ = ["Value", "enable_grad", "is_grad_enabled", "manual_seed", "no_grad"]
+__all__ = [
+    "Value", "no_grad", "enable_grad", "is_grad_enabled", "logsumexp", "manual_seed",
+    "Module", "Neuron", "Layer", "MLP", "Dropout", "Sequential",
+    "mse", "bce", "bce_with_logits", "softmax", "log_softmax", "cross_entropy",
+    "cross_entropy_with_logits", "hinge",
+    "Optimizer", "SGD", "Momentum", "Adam", "AdamW",
+]
