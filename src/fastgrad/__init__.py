@@ -8,6 +8,7 @@ On top: modules (``fastgrad.nn``), losses, optimizers (``fastgrad.optim``).
 from fastgrad import data, losses, nn, optim
 from fastgrad._engine import Value, dot, enable_grad, is_grad_enabled, logsumexp, no_grad, sum
 from fastgrad._random import default_generator, manual_seed
+from fastgrad.checkpoint import load_checkpoint, save_checkpoint
 from fastgrad.data import DataLoader, make_moons, make_spiral
 from fastgrad.gradcheck import GradcheckError, GradcheckResult, gradcheck, numerical_grad
 from fastgrad.losses import (
@@ -33,6 +34,6 @@ __all__ = [
     "mse", "bce", "bce_with_logits", "softmax", "log_softmax", "cross_entropy",
     "cross_entropy_with_logits", "hinge",
     "Optimizer", "SGD", "Momentum", "Adam", "AdamW",
-    "DataLoader", "make_moons", "make_spiral",
+    "DataLoader", "make_moons", "make_spiral", "save_checkpoint", "load_checkpoint",
     "numerical_grad", "gradcheck", "GradcheckError", "GradcheckResult",
 ]

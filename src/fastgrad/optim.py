@@ -52,6 +52,18 @@ def _number(name: str, value: Any, low: float = 0.0, below: float | None = None)
     return v
 
 
+_MAX_STEP = 2**62   # step counts beyond this would overflow the kernel's C long
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class Optimizer:
     """Base class: parameter groups, decay masks, zero_grad and state dicts.
 
@@ -184,7 +196,7 @@ class Optimizer:
             entry = {k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in group.items() if k != "params"}
             entry["num_params"] = len(group["params"])
-            entry["names"] = self._names[i]
+            entry["names"] = None if self._names[i] is None else list(self._names[i])
             groups.append(entry)
         state = [{"step": s["step"], **{b: s[b].tolist() for b in self._buffers}}
                  for s in self.state]
@@ -220,9 +232,15 @@ class Optimizer:
                 raise ValueError(f"param group {i}: entries must be dicts")
             if g.get("num_params") != n:
                 problems.append(f"group {i} has {g.get('num_params')!r} parameters, expected {n}")
-            if g.get("names") is not None and self._names[i] is not None and g["names"] != self._names[i]:
-                diff = next((a, b) for a, b in zip(g["names"] + [None] * n, self._names[i]) if a != b)
-                problems.append(f"group {i}: parameter names differ (saved {diff[0]!r}, here {diff[1]!r})")
+            saved_names, names = g.get("names"), self._names[i]
+            if saved_names is not None and (not isinstance(saved_names, list) or
+                                            len(saved_names) != n):
+                problems.append(f"group {i}: 'names' must be a list of {n} names or null, "
+                                f"got {_short(saved_names)}")
+            elif saved_names is not None and names is not None and saved_names != names:
+                k = next(k for k in range(n) if saved_names[k] != names[k])
+                problems.append(f"group {i}: parameter {k} is {saved_names[k]!r} in the saved "
+                                f"state but {names[k]!r} here")
             hyper = {k: v for k, v in g.items() if k not in ("num_params", "names")}
             missing = set(self.defaults) - set(hyper)
             extra = set(hyper) - set(self.defaults)
@@ -236,19 +254,17 @@ class Optimizer:
                 problems.append(f"group {i}: {e}")
                 continue
             step = s.get("step")
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-                problems.append(f"group {i}: step must be an int >= 0, got {step!r}")
+            if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < _MAX_STEP:
+                problems.append(f"group {i}: step must be an int in [0, 2**62), got {_short(step)}")
             buffers = {}
             for b in self._buffers:
                 arr = s.get(b)
-                try:
-                    a = np.array(arr, dtype=np.float64)
-                except (TypeError, ValueError):
-                    a = None
-                if a is None or a.ndim != 1 or a.shape[0] != n:
-                    problems.append(f"group {i}: buffer {b!r} must be a list of {n} numbers")
+                if not isinstance(arr, (list, tuple, np.ndarray)) or len(arr) != n or \
+                        not all(_is_real(x) for x in arr):
+                    problems.append(f"group {i}: buffer {b!r} must be a list of {n} numbers, "
+                                    f"got {_short(arr)}")
                 else:
-                    buffers[b] = a
+                    buffers[b] = np.array(arr, dtype=np.float64)
             staged.append((hyper, step, buffers))
         if problems:
             raise ValueError(f"cannot load {name} state: " + "; ".join(problems))
