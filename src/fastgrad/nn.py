@@ -199,7 +199,9 @@ class Neuron(Module):
 
     def __init__(self, nin: int, nonlin: bool = True, act: str | None = "relu") -> None:
         nin = _positive_int("nin", nin)
-        code = _act_code(act) if nonlin else 0
+        code = _act_code(act)          # validated even when nonlin=False
+        if not nonlin:
+            code = 0
         self.w = [Value(x) for x in default_generator().uniform(-1.0, 1.0, nin).tolist()]
         self.b = Value(0.0)
         self.nonlin = bool(nonlin) and code != 0
