@@ -54,7 +54,7 @@ cdef inline double mul_f(double a, double b) noexcept nogil: return a * b
 # --- a / b
 cdef inline double div_f(double a, double b) noexcept nogil: return a / b
 cdef inline double div_da(double a, double b) noexcept nogil: return 1.0 / b
-cdef inline double div_db(double a, double b) noexcept nogil: return -a / (b * b)
+cdef inline double div_db(double a, double b) noexcept nogil: return -(a / b) / b  # b*b would overflow
 
 # --- a ** b  (PyTorch's conventions: zero derivative for a zero exponent,
 #     and for the exponent where the base is 0 and the exponent >= 0)
@@ -635,7 +635,7 @@ cdef class Value:
         out.add(<object>n.a.obj)
         if n.op <= OP_POW:
             out.add(<object>n.b.obj)
-        elif n.op < OP_NEG:
+        elif n.op < OP_NEG and n.op != OP_POWC:    # micrograd: a ** 2 has parents {a}
             out.add(new_leaf(n.b.num))
         return out
 
