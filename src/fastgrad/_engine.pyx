@@ -491,10 +491,14 @@ cdef inline int as_number(object x, double* out) except -1:
         return 1
     return slow_number(x, out)
 
-cdef double to_double(object x, str what) except? -1.0:
+cdef double to_double(object x, str what, Py_ssize_t index=-1) except? -1.0:
+    """float(x) for a real number; else a TypeError naming `what` (and
+    `[index]` when index >= 0; the message is only built on failure)."""
     cdef double v
     if as_number(x, &v):
         return v
+    if index >= 0:
+        what = f"{what}[{index}]"
     raise TypeError(
         f"{what} must be a real number (int, float, bool or numpy scalar), "
         f"got {type(x).__name__}: {x!r}")
@@ -806,12 +810,16 @@ def _leaf(double data, double grad=0.0):
 # 5. Fused n-ary ops and grad mode.
 # ===========================================================================
 
-cdef Value as_value(object x, str where):
+cdef Value as_value(object x, str where, Py_ssize_t index=-1):
+    """x itself if it is a Value, a constant leaf if it is a number, else a
+    TypeError naming `where` (and `[index]`; built only on failure)."""
     cdef double c
     if type(x) is Value:
         return <Value>x
     if as_number(x, &c):
         return new_leaf(c)
+    if index >= 0:
+        where = f"{where}[{index}]"
     raise TypeError(
         f"{where} must be a Value or a real number, got {type(x).__name__}: {x!r}")
 
@@ -843,14 +851,14 @@ def sum(values, start=0):
     cdef object v
     if not grad_enabled or n == 0:
         for i in range(n):
-            s += as_value(<object>items[i], f"fastgrad.sum(): item {i}").n.data
+            s += as_value(<object>items[i], "fastgrad.sum(): values", i).n.data
         return new_leaf(s)
     kids = <PyObject**>PyMem_Malloc(n * sizeof(PyObject*))
     if kids == NULL:
         raise MemoryError()
     try:
         for i in range(n):
-            v = as_value(<object>items[i], f"fastgrad.sum(): item {i}")
+            v = as_value(<object>items[i], "fastgrad.sum(): values", i)
             incref(<PyObject*>v)
             kids[i] = <PyObject*>v
             s += (<Value>v).n.data
@@ -891,13 +899,13 @@ def dot(ws, xs):
             x_vals = False
     if not grad_enabled or n == 0 or (w_nums and x_nums):
         for i in range(n):
-            s += (as_value(<object>wi[i], f"fastgrad.dot(): ws[{i}]").n.data
-                  * as_value(<object>xi[i], f"fastgrad.dot(): xs[{i}]").n.data)
+            s += (as_value(<object>wi[i], "fastgrad.dot(): ws", i).n.data
+                  * as_value(<object>xi[i], "fastgrad.dot(): xs", i).n.data)
         return new_leaf(s)
     if w_vals and x_nums:
-        return dot_const(wi, xi, n, "xs")
+        return dot_const(wi, xi, n, "fastgrad.dot(): xs")
     if x_vals and w_nums:
-        return dot_const(xi, wi, n, "ws")
+        return dot_const(xi, wi, n, "fastgrad.dot(): ws")
     # Values on both sides (numbers mixed in become constant leaves)
     cdef PyObject** kids = <PyObject**>PyMem_Malloc(2 * n * sizeof(PyObject*))
     if kids == NULL:
@@ -905,8 +913,8 @@ def dot(ws, xs):
     cdef Py_ssize_t done = 0
     try:
         for i in range(n):
-            w = as_value(<object>wi[i], f"fastgrad.dot(): ws[{i}]")
-            x = as_value(<object>xi[i], f"fastgrad.dot(): xs[{i}]")
+            w = as_value(<object>wi[i], "fastgrad.dot(): ws", i)
+            x = as_value(<object>xi[i], "fastgrad.dot(): xs", i)
             incref(<PyObject*>w)
             incref(<PyObject*>x)
             kids[i] = <PyObject*>w
@@ -932,7 +940,7 @@ cdef Value dot_const(PyObject** vals, PyObject** nums, Py_ssize_t n, str side):
     cdef Py_ssize_t i
     try:
         for i in range(n):
-            consts[i] = to_double(<object>nums[i], f"fastgrad.dot(): {side}[{i}]")
+            consts[i] = to_double(<object>nums[i], side, i)
     except BaseException:
         PyMem_Free(kids)
         raise
@@ -1005,7 +1013,7 @@ cdef PyObject** values_array(object seq, Py_ssize_t n, Py_ssize_t extra, str whe
         raise MemoryError()
     try:
         for i in range(n):
-            v = as_value(<object>items[i], f"{where}: item {i}")
+            v = as_value(<object>items[i], where, i)
             incref(<PyObject*>v)
             kids[i] = <PyObject*>v
             done += 1
@@ -1059,9 +1067,9 @@ cdef object read_inputs(object x, Inputs* inp):
         buf = bytearray(max(n, 1) * sizeof(double))
         inp.consts = <double*><char*>buf
         for i in range(n):
-            inp.consts[i] = to_double(<object>items[i], f"input {i}")
+            inp.consts[i] = to_double(<object>items[i], "input", i)
         return buf
-    vals = [as_value(<object>items[i], f"input {i}") for i in range(n)]
+    vals = [as_value(<object>items[i], "input", i) for i in range(n)]
     inp.vals = seq_items(vals)
     return vals
 
