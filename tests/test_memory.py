@@ -193,10 +193,42 @@ def test_memory_returns_after_dropping_big_graphs():
             assert DEEP * 40 < held < DEEP * 64, held / DEEP
     finally:
         tracemalloc.stop()
-    margin = 256 * 1024  # allocator/free-list slack, tiny next to ~56 MB per graph
-    assert all(r < margin for r in residues), residues
+    margin = 256 * 1024  # allocator slack, tiny next to ~56 MB per graph
+    # what stays is the engine's bounded cache of freed Values (~7 MiB), not
+    # the graph, and it does not grow from one graph to the next
+    cache = fastgrad._engine.cache_limit_bytes()
+    assert 0 < cache <= 8 * 2**20
+    assert all(r < cache + margin for r in residues), residues
+    assert max(residues) - min(residues) < margin, residues
     # the peak of each iteration is the same graph again, not a growing pile
-    assert max(peaks) < peaks[0] * 1.02 + margin, peaks
+    # (the first may be lower by up to the cache: it starts with the cache empty)
+    assert max(peaks) < peaks[0] * 1.02 + cache + margin, peaks
+    assert max(peaks[1:]) < min(peaks[1:]) * 1.02 + margin, peaks
+
+
+@pytest.mark.slow
+def test_empty_cache_gives_everything_back():
+    gc.collect()
+    fastgrad.empty_cache()
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        x, y = _build_chain(DEEP // 4)
+        y.backward()
+        del x, y
+        kept = tracemalloc.get_traced_memory()[0] - baseline
+        released = fastgrad.empty_cache()
+        residue = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    cache = fastgrad._engine.cache_limit_bytes()
+    assert cache - 64 * 1024 < kept <= cache + 64 * 1024   # the cache was full...
+    assert released >= cache                                # ...and was released,
+    assert residue < 64 * 1024, residue                     # memory came back
+    # and the engine still works from an empty cache
+    a = fastgrad.Value(2.0)
+    (a * a).backward()
+    assert a.grad == 4.0
 
 
 def test_many_small_graphs_do_not_leak():
@@ -275,7 +307,9 @@ def test_wide_node_of_unique_interior_parents_frees_all():
         assert sys.getrefcount(x) == refs + WIDE
         del s
         assert sys.getrefcount(x) == refs
-        assert tracemalloc.get_traced_memory()[0] - base < 256 * 1024
+        # all 2 * 10**5 nodes are gone but for the engine's bounded cache
+        cache = fastgrad._engine.cache_limit_bytes()
+        assert tracemalloc.get_traced_memory()[0] - base < cache + 256 * 1024
         # and again, with dot over fresh interior nodes on both sides:
         # d = sum (x + 1) * 2x, d' = sum 4x + 2 = 6 per pair at x = 1
         x.grad = 0.0
@@ -286,6 +320,8 @@ def test_wide_node_of_unique_interior_parents_frees_all():
         assert sys.getrefcount(x) == refs + 2 * WIDE
         del d
         assert sys.getrefcount(x) == refs
+        assert tracemalloc.get_traced_memory()[0] - base < cache + 256 * 1024
+        fastgrad.empty_cache()          # and without the cache, nothing is left
         assert tracemalloc.get_traced_memory()[0] - base < 256 * 1024
     finally:
         tracemalloc.stop()

@@ -6,7 +6,16 @@ On top: modules (``fastgrad.nn``), losses, optimizers (``fastgrad.optim``).
 """
 
 from fastgrad import data, losses, nn, optim
-from fastgrad._engine import Value, dot, enable_grad, is_grad_enabled, logsumexp, no_grad, sum
+from fastgrad._engine import (
+    Value,
+    dot,
+    empty_cache,
+    enable_grad,
+    is_grad_enabled,
+    logsumexp,
+    no_grad,
+    sum,
+)
 from fastgrad._random import default_generator, manual_seed
 from fastgrad.checkpoint import load_checkpoint, save_checkpoint
 from fastgrad.data import DataLoader, make_moons, make_spiral
@@ -30,6 +39,7 @@ __version__ = "0.1.0"
 # shadows the builtin sum; call them as fastgrad.sum / fastgrad.dot.
 __all__ = [
     "Value", "no_grad", "enable_grad", "is_grad_enabled", "logsumexp", "manual_seed",
+    "empty_cache",
     "Module", "Neuron", "Layer", "MLP", "Dropout", "Sequential",
     "mse", "bce", "bce_with_logits", "softmax", "log_softmax", "cross_entropy",
     "cross_entropy_with_logits", "hinge",

@@ -17,7 +17,7 @@ from cpython.exc cimport PyErr_Occurred
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE
 from libc.math cimport tanh, exp, log, log1p, pow, fabs, isnan, isinf, INFINITY
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 import numbers
 import sys
@@ -165,6 +165,20 @@ cdef inline double act_d(unsigned int act, double y) noexcept nogil:
 
 # NODE_OFFSET (declared in the .pxd) is set at import, at the end of this file.
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fastgrad_prefetch(p) __builtin_prefetch((const void*)(p))
+    #else
+    #define fastgrad_prefetch(p) ((void)(p))
+    #endif
+    """
+    # A hint to start loading memory that will be read soon; never faults.
+    void prefetch "fastgrad_prefetch"(const void* p) noexcept nogil
+
+cdef enum:
+    PREFETCH_AHEAD = 8                # sweep: how many nodes ahead to prefetch
+
 cdef inline Py_ssize_t n_parents(Node* n) noexcept nogil:
     """How many parent references the node holds."""
     cdef unsigned int op = n.op
@@ -202,6 +216,7 @@ cdef Py_ssize_t topo_cap = 0          # its capacity, in entries
 cdef unsigned int epoch = 0           # stamp of the current backward pass
 cdef enum:
     KEEP_PENDING = 1 << 16            # release's pending stack is freed above this
+    NODE_CACHE = 1 << 17              # freed Values kept for reuse (8 MiB at most)
 
 cdef bint grow_stack(Py_ssize_t need) noexcept nogil:
     global dfs_stack, dfs_cap
@@ -235,7 +250,7 @@ cdef Py_ssize_t collect(PyObject* root, unsigned int stamp) noexcept nogil:
     Leaves are skipped: they have nothing to propagate and their gradients
     accumulate across passes. Returns the count, or -1 if out of memory.
     """
-    cdef Py_ssize_t sp = 1, count = 0, np
+    cdef Py_ssize_t sp = 1, count = 0, np, k
     cdef Frame* top
     cdef Node* n
     cdef Node* pn
@@ -250,6 +265,11 @@ cdef Py_ssize_t collect(PyObject* root, unsigned int stamp) noexcept nogil:
         top = &dfs_stack[sp - 1]
         n = node_of(top.obj)
         np = n_parents(n)
+        if top.next == 0:
+            # First visit: start fetching every parent now, so that the
+            # cache misses of a node's parents overlap instead of queueing.
+            for k in range(np):
+                prefetch(node_of(parent(n, k)))
         while top.next < np:
             p = parent(n, top.next)
             top.next += 1
@@ -283,6 +303,8 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
     cdef PyObject** kids
     cdef unsigned int op
     for i in range(count - 1, -1, -1):
+        if i >= PREFETCH_AHEAD:
+            prefetch(node_of(topo[i - PREFETCH_AHEAD]))
         y = node_of(topo[i])
         g = y.grad
         op = y.op
@@ -462,6 +484,106 @@ cdef void release_parents(Node* n) noexcept:
 # 4. Building nodes, and the Value type.
 # ===========================================================================
 
+# --- allocation. Values are made and freed here, not by Cython's tp_new and
+# tp_dealloc: no argument tuple, no exception save/restore around a
+# __dealloc__, and a cache of freed nodes that the next graph reuses (a
+# training step frees a graph and builds one of the same size; without the
+# cache the allocator hands whole arenas back to the OS and takes page
+# faults to get them again).
+
+cdef extern from "Python.h":
+    ctypedef struct PyTypeObject:
+        Py_ssize_t tp_basicsize
+        unsigned long tp_flags
+        void (*tp_dealloc)(PyObject*)
+    void* PyObject_Malloc(size_t) nogil
+    void PyObject_Free(void*) nogil
+    PyObject* PyObject_Init(PyObject*, PyTypeObject*)
+    unsigned long Py_TPFLAGS_HEAPTYPE
+
+cdef extern from *:
+    """
+    /* Hand a new reference held in a PyObject* to Cython as an owned object. */
+    static CYTHON_INLINE PyObject* fastgrad_steal(PyObject* o) { return o; }
+    """
+    object steal "fastgrad_steal"(PyObject* o)
+
+cdef PyTypeObject* value_type = <PyTypeObject*>Value   # set up at import
+cdef size_t value_size = 0                            # its tp_basicsize
+cdef PyObject** node_cache = NULL                      # freed Values kept for reuse
+cdef Py_ssize_t cache_len = 0                          # entries in use
+cdef Py_ssize_t cache_limit = NODE_CACHE               # most entries kept
+
+cdef inline Value new_value():
+    """A zeroed Value (op LEAF, data 0, grad 0) with one reference."""
+    global cache_len
+    cdef PyObject* o
+    cdef Node* n
+    if cache_len > 0:
+        cache_len -= 1
+        o = node_cache[cache_len]
+    else:
+        o = <PyObject*>PyObject_Malloc(value_size)
+        if o == NULL:
+            raise MemoryError()
+    n = node_of(o)
+    n.grad = 0.0
+    n.a.obj = NULL
+    n.b.obj = NULL
+    n.op = OP_LEAF
+    n.mark = 0
+    PyObject_Init(o, value_type)
+    return <Value>steal(o)
+
+cdef void value_dealloc(PyObject* o) noexcept:
+    """tp_dealloc of Value: release the parents (without recursion), then
+    keep the memory in the cache or give it back."""
+    global cache_len
+    release_parents(node_of(o))
+    if cache_len < cache_limit:
+        node_cache[cache_len] = o
+        cache_len += 1
+    else:
+        PyObject_Free(o)
+    if value_type.tp_flags & Py_TPFLAGS_HEAPTYPE:
+        decref(<PyObject*>value_type)
+
+def empty_cache():
+    """Give back the memory fastgrad keeps for reuse: freed Values (at most
+    2**17 of them, about 8 MiB) and backward()'s scratch buffers (24 bytes
+    per node of the largest graph back-propagated). Like
+    ``torch.cuda.empty_cache()``, it is never needed for correctness; it
+    returns memory to the allocator after an unusually large graph.
+    Returns the number of bytes released."""
+    global cache_len, dfs_stack, dfs_cap, topo, topo_cap
+    cdef Py_ssize_t released = cache_len * value_size
+    while cache_len > 0:
+        cache_len -= 1
+        PyObject_Free(node_cache[cache_len])
+    released += dfs_cap * sizeof(Frame) + topo_cap * sizeof(PyObject*)
+    free(dfs_stack)
+    free(topo)
+    dfs_stack = NULL
+    topo = NULL
+    dfs_cap = topo_cap = 0
+    return released
+
+
+def cache_limit_bytes():
+    """The most memory the freed-Value cache can hold, in bytes."""
+    return NODE_CACHE * value_size
+
+
+cdef int setup_allocation() except -1:
+    global value_size, node_cache
+    value_size = value_type.tp_basicsize
+    node_cache = <PyObject**>malloc(NODE_CACHE * sizeof(PyObject*))
+    if node_cache == NULL:
+        raise MemoryError()
+    value_type.tp_dealloc = value_dealloc
+    return 0
+
+
 cdef bint grad_enabled = True         # False inside no_grad()
 
 _Real = numbers.Real
@@ -505,12 +627,12 @@ cdef double to_double(object x, str what, Py_ssize_t index=-1) except? -1.0:
 
 
 cdef inline Value new_leaf(double data):
-    cdef Value v = Value.__new__(Value)
+    cdef Value v = new_value()
     v.n.data = data
     return v
 
 cdef inline Value unary(Value x, double y, unsigned int op):
-    cdef Value out = Value.__new__(Value)
+    cdef Value out = new_value()
     out.n.data = y
     if grad_enabled:
         out.n.op = op
@@ -519,7 +641,7 @@ cdef inline Value unary(Value x, double y, unsigned int op):
     return out
 
 cdef inline Value with_const(Value x, double c, double y, unsigned int op):
-    cdef Value out = Value.__new__(Value)
+    cdef Value out = new_value()
     out.n.data = y
     if grad_enabled:
         out.n.op = op
@@ -529,7 +651,7 @@ cdef inline Value with_const(Value x, double c, double y, unsigned int op):
     return out
 
 cdef inline Value binary(Value x, Value z, double y, unsigned int op):
-    cdef Value out = Value.__new__(Value)
+    cdef Value out = new_value()
     out.n.data = y
     if grad_enabled:
         out.n.op = op
@@ -561,7 +683,6 @@ def _number_repr(double c):
 
 @cython.final
 @cython.no_gc
-@cython.freelist(1024)
 cdef class Value:
     """A scalar in a computation graph: a number and its gradient.
 
@@ -659,9 +780,6 @@ cdef class Value:
                 "cannot pickle or copy a non-leaf Value (it would lose its "
                 "graph); copy leaf Values, or use .data")
         return (_leaf, (self.n.data, self.n.grad))
-
-    def __dealloc__(self):
-        release_parents(&self.n)
 
     # -- arithmetic ---------------------------------------------------------
 
@@ -825,7 +943,7 @@ cdef Value as_value(object x, str where, Py_ssize_t index=-1):
 
 cdef Value nary(double y, unsigned int op, PyObject** kids, Py_ssize_t count):
     """A node that takes ownership of the kids array (already increfed)."""
-    cdef Value out = Value.__new__(Value)
+    cdef Value out = new_value()
     out.n.data = y
     out.n.op = op
     out.n.a.kids = kids
@@ -1218,7 +1336,8 @@ cdef class enable_grad(_GradMode):
 
 # Where a Value keeps its Node; nogil kernels use it via node_of().
 cdef Py_ssize_t node_offset():
-    cdef Value probe = Value.__new__(Value)
+    cdef Value probe = new_value()
     return <Py_ssize_t>(<char*>&probe.n - <char*><PyObject*>probe)
 
+setup_allocation()
 NODE_OFFSET = node_offset()
