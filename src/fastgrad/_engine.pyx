@@ -1275,6 +1275,17 @@ def layer(neurons, x, int act=ACT_IDENTITY):
     return out
 
 
+def all_values(seq):
+    """True if `seq` (a list or tuple) is non-empty and holds only Values."""
+    cdef Py_ssize_t i, n = len(seq)
+    if n == 0:
+        return False
+    for i in range(n):
+        if type(seq[i]) is not Value:
+            return False
+    return True
+
+
 def is_grad_enabled():
     """False inside ``no_grad()``: new Values then record no parents."""
     return grad_enabled

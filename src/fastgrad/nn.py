@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from fastgrad import _engine
 from fastgrad._engine import Value
+from fastgrad._optim import ParamTable
 from fastgrad._random import default_generator
 
 __all__ = ["Module", "Neuron", "Layer", "MLP", "Dropout", "Sequential"]
@@ -67,31 +68,35 @@ class Module:
 
     # -- the generic walker ------------------------------------------------
 
-    def _members(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        """Yield (dotted name, member) for this module and everything below
-        it, depth first in attribute order: Modules, Values and Value lists."""
-        yield prefix, self
+    def _members(self) -> list[tuple[str, Any]]:
+        """(dotted name, member) for this module and everything below it,
+        depth first in attribute order: Modules, Values and Value lists."""
+        out: list[tuple[str, Any]] = []
+        self._walk("", out)
+        return out
+
+    def _walk(self, prefix: str, out: list[tuple[str, Any]]) -> None:
+        out.append((prefix, self))
         for attr, value in vars(self).items():
-            if attr.startswith("_"):
+            if attr[0] == "_":
                 continue
-            name = f"{prefix}{attr}"
             if isinstance(value, Module):
-                yield from value._members(name + ".")
-            elif isinstance(value, Value):
-                yield name, value
+                value._walk(f"{prefix}{attr}.", out)
+            elif type(value) is Value:
+                out.append((prefix + attr, value))
             elif isinstance(value, (list, tuple)) and value:
-                if all(isinstance(v, Value) for v in value):
-                    yield name, value
+                if _engine.all_values(value):
+                    out.append((prefix + attr, value))
                     continue
                 for i, child in enumerate(value):
                     if isinstance(child, Module):
-                        yield from child._members(f"{name}.{i}.")
+                        child._walk(f"{prefix}{attr}.{i}.", out)
 
     def named_modules(self) -> Iterator[tuple[str, Module]]:
         """Yield (name, module) for this module ('') and every submodule."""
         for name, m in self._members():
             if isinstance(m, Module):
-                yield name.rstrip("."), m
+                yield name[:-1], m
 
     def modules(self) -> list[Module]:
         return [m for _, m in self.named_modules()]
@@ -112,12 +117,17 @@ class Module:
 
     def parameters(self) -> list[Value]:
         """All scalar parameters, in the order of named_parameters()."""
-        return [v for _, v in self.named_parameters()]
+        params: list[Value] = []
+        for _, t in self._tensors():
+            if isinstance(t, Value):
+                params.append(t)
+            else:
+                params.extend(t)
+        return params
 
     def zero_grad(self) -> None:
-        """Set the grad of every parameter to 0."""
-        for p in self.parameters():
-            p.grad = 0.0
+        """Set the grad of every parameter to 0 (one compiled loop)."""
+        ParamTable(self.parameters()).zero_grad()
 
     def train(self, mode: bool = True) -> Module:
         """Set training mode (Dropout active) here and in every submodule."""
