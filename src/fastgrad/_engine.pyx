@@ -250,7 +250,7 @@ cdef Py_ssize_t collect(PyObject* root, unsigned int stamp) noexcept nogil:
     Leaves are skipped: they have nothing to propagate and their gradients
     accumulate across passes. Returns the count, or -1 if out of memory.
     """
-    cdef Py_ssize_t sp = 1, count = 0, np, k
+    cdef Py_ssize_t sp = 1, count = 0, np
     cdef Frame* top
     cdef Node* n
     cdef Node* pn
@@ -265,11 +265,12 @@ cdef Py_ssize_t collect(PyObject* root, unsigned int stamp) noexcept nogil:
         top = &dfs_stack[sp - 1]
         n = node_of(top.obj)
         np = n_parents(n)
-        if top.next == 0:
-            # First visit: start fetching every parent now, so that the
-            # cache misses of a node's parents overlap instead of queueing.
-            for k in range(np):
-                prefetch(node_of(parent(n, k)))
+        if top.next == 0 and n.op <= OP_POW and n.op != OP_LEAF:
+            # First visit of a binary node: start fetching the second parent
+            # now, so its cache miss overlaps the walk into the first one.
+            # (n-ary nodes are not prefetched: their parents are mostly
+            # weights already in cache, and hundreds of prefetches stall.)
+            prefetch(node_of(n.b.obj))
         while top.next < np:
             p = parent(n, top.next)
             top.next += 1
