@@ -1198,3 +1198,55 @@ def test_prev_of_power_by_a_number_is_the_base_only_as_in_micrograd():
     prev = (a * 3)._prev
     assert len(prev) == 2 and a in prev
     assert sorted(v.data for v in prev) == [2.0, 3.0]
+
+
+def _plain_neuron(w, x, b, act):
+    z = b
+    for wi, xi in zip(w, x):
+        z = z + wi * xi
+    return {0: lambda v: v, 1: Value.relu, 2: Value.tanh, 3: Value.sigmoid}[act](z)
+
+
+@pytest.mark.parametrize("act", [0, 1, 2, 3])
+@pytest.mark.parametrize("inputs", ["values", "numbers", "mixed"])
+def test_fused_layer_equals_plain_ops_in_value_and_gradient(act, inputs):
+    """fastgrad._engine.layer shares one holder of the inputs between its
+    neurons; values and gradients (weights, biases, inputs) must equal the
+    same neurons written with + and *."""
+    import random
+
+    from fastgrad import _engine
+
+    rng = random.Random(act)
+
+    class N:  # the attributes a neuron needs: w and b
+        def __init__(self):
+            self.w = [Value(rng.uniform(-1, 1)) for _ in range(5)]
+            self.b = Value(rng.uniform(-1, 1))
+
+    neurons = [N() for _ in range(4)]
+    raw = [rng.uniform(-1, 1) for _ in range(5)]
+    make = {"values": lambda: [Value(v) for v in raw],
+            "numbers": lambda: list(raw),
+            "mixed": lambda: [Value(v) if i % 2 else v for i, v in enumerate(raw)]}[inputs]
+    x_fused, x_plain = make(), make()
+    fused = _engine.layer(neurons, x_fused, act)
+    loss = fastgrad.sum([o * (k + 1) for k, o in enumerate(fused)])
+    loss.backward()
+    loss.backward()                      # twice: leaves accumulate exactly double
+    got_w = [v.grad for n in neurons for v in n.w + [n.b]]
+    got_x = [v.grad for v in x_fused if isinstance(v, Value)]
+    for n in neurons:
+        for v in n.w + [n.b]:
+            v.grad = 0.0
+    plain = [_plain_neuron(n.w, x_plain, n.b, act) for n in neurons]
+    ref = fastgrad.sum([o * (k + 1) for k, o in enumerate(plain)])
+    ref.backward()
+    ref.backward()
+    assert [o.data for o in fused] == pytest.approx([o.data for o in plain], rel=1e-12)
+    assert got_w == pytest.approx([v.grad for n in neurons for v in n.w + [n.b]], rel=1e-12)
+    assert got_x == pytest.approx([v.grad for v in x_plain if isinstance(v, Value)], rel=1e-12)
+    assert all(o._prev >= set(neurons[k].w) | {neurons[k].b} for k, o in enumerate(fused))
+    with fastgrad.no_grad():
+        inference = _engine.layer(neurons, make(), act)
+    assert all(o.is_leaf for o in inference)

@@ -43,8 +43,9 @@ cdef enum Op:
     OP_DOTC         # sum_i kids[i] * consts[i]          (n Values, then n doubles)
     OP_LSE          # log(sum_i exp(kids[i]))             (n Values)
     OP_CE           # logsumexp(kids) - kids[t]           (n Values, then t as an index)
+    OP_PACK         # a layer's input Values, held once for all its neurons (no value)
     # fused neuron act(b + sum_i w_i * x_i); act = op - OP_AFFINE (or - OP_AFFINEC)
-    OP_AFFINE       # array: w_0..w_{n-1}, x_0..x_{n-1}, b  (Values)   act: identity
+    OP_AFFINE       # array: w_0..w_{n-1}, b, pack (an OP_PACK of the n x_i)  act: identity
     OP_AFFINE_RELU
     OP_AFFINE_TANH
     OP_AFFINE_SIGMOID

@@ -193,8 +193,8 @@ cdef inline Py_ssize_t n_parents(Node* n) noexcept nogil:
     if op >= OP_AFFINEC:
         return n.b.count + 1           # w..., b
     if op >= OP_AFFINE:
-        return 2 * n.b.count + 1       # w..., x..., b
-    return n.b.count                   # OP_SUM, OP_DOTC, OP_LSE, OP_CE
+        return n.b.count + 2           # w..., b, pack
+    return n.b.count                   # OP_SUM, OP_DOTC, OP_LSE, OP_CE, OP_PACK
 
 cdef inline PyObject* parent(Node* n, Py_ssize_t i) noexcept nogil:
     if n.op >= OP_SUM:
@@ -302,6 +302,7 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
     cdef double g, lse
     cdef double* consts
     cdef PyObject** kids
+    cdef PyObject** xs
     cdef unsigned int op
     for i in range(count - 1, -1, -1):
         if i >= PREFETCH_AHEAD:
@@ -393,14 +394,16 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
                 for k in range(m):
                     node_of(kids[k]).grad += g * consts[k]
                 node_of(kids[m]).grad += g
-            else:  # OP_AFFINE*
+            elif op >= OP_AFFINE:
                 g = g * act_d(op - OP_AFFINE, y.data)
+                xs = node_of(kids[m + 1]).a.kids          # the pack's inputs
                 for k in range(m):
                     a = node_of(kids[k])
-                    b = node_of(kids[m + k])
+                    b = node_of(xs[k])
                     a.grad += g * b.data
                     b.grad += g * a.data
-                node_of(kids[2 * m]).grad += g
+                node_of(kids[m]).grad += g
+            # OP_PACK: nothing; its consumers write into its inputs directly
 
 
 cdef int run_backward(Value root, double seed) except -1:
@@ -670,7 +673,7 @@ _OP_NAMES = {
     OP_RELU: "ReLU", OP_TANH: "tanh", OP_SIGMOID: "sigmoid", OP_EXP: "exp",
     OP_LOG: "log", OP_ABS: "abs", OP_CLAMPLO: "clamp", OP_CLAMPHI: "clamp",
     OP_BCEL: "bce_with_logits", OP_SUM: "sum", OP_DOT: "dot", OP_DOTC: "dot",
-    OP_LSE: "logsumexp", OP_CE: "cross_entropy_with_logits",
+    OP_LSE: "logsumexp", OP_CE: "cross_entropy_with_logits", OP_PACK: "pack",
     OP_AFFINE: "dot", OP_AFFINE_RELU: "ReLU(dot)", OP_AFFINE_TANH: "tanh(dot)",
     OP_AFFINE_SIGMOID: "sigmoid(dot)", OP_AFFINEC: "dot",
     OP_AFFINEC_RELU: "ReLU(dot)", OP_AFFINEC_TANH: "tanh(dot)",
@@ -740,10 +743,19 @@ cdef class Value:
         """The set of parents (micrograd's name). Number operands appear as
         fresh leaf Values, the way micrograd wraps them."""
         cdef Node* n = &self.n
+        cdef Node* pack
         cdef Py_ssize_t k, m
         cdef double* consts
         out = set()
         if n.op == OP_LEAF:
+            return out
+        if OP_AFFINE <= n.op < OP_AFFINEC:              # w..., b, and the pack's inputs
+            m = n.b.count
+            for k in range(m + 1):
+                out.add(<object>n.a.kids[k])
+            pack = node_of(n.a.kids[m + 1])
+            for k in range(m):
+                out.add(<object>pack.a.kids[k])
             return out
         if n.op >= OP_SUM:
             for k in range(n_parents(n)):
@@ -1161,36 +1173,38 @@ cdef struct Inputs:
     PyObject** vals     # borrowed: the input Values (when consts is NULL)
     double* consts      # the inputs as numbers, or NULL when they are Values
     Py_ssize_t n        # how many inputs
+    PyObject* pack      # borrowed: the OP_PACK node holding vals (NULL under no_grad)
 
 
 cdef object read_inputs(object x, Inputs* inp):
     """Classify a layer's input once: all numbers -> a double buffer; else
-    Values (numbers mixed in become constant leaves). Returns the object that
-    keeps `inp` valid (a sequence, or a bytes buffer)."""
+    Values (numbers mixed in become constant leaves), held by ONE pack node
+    that every neuron of the layer references. Returns the object that keeps
+    `inp` valid (the pack, or a bytes buffer)."""
     seq = PySequence_Fast(x, "a layer's input must be a sequence of Values or numbers")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), i
     cdef PyObject** items = seq_items(seq)
-    cdef bint all_nums = True, all_vals = True
-    cdef double c
+    cdef bint all_nums = True
+    cdef PyObject** kids
     for i in range(n):
         if type(<object>items[i]) is Value:
             all_nums = False
-        else:
-            all_vals = False
+            break
     inp.n = n
     inp.consts = NULL
-    inp.vals = items
-    if all_vals and n > 0:
-        return seq
+    inp.pack = NULL
     if all_nums:
         buf = bytearray(max(n, 1) * sizeof(double))
         inp.consts = <double*><char*>buf
         for i in range(n):
             inp.consts[i] = to_double(<object>items[i], "input", i)
         return buf
-    vals = [as_value(<object>items[i], "input", i) for i in range(n)]
-    inp.vals = seq_items(vals)
-    return vals
+    kids = values_array(seq, n, 0, "a layer's input")
+    inp.vals = kids
+    pack = nary(0.0, OP_PACK, kids, n)
+    if grad_enabled:
+        inp.pack = <PyObject*>pack
+    return pack
 
 
 cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssize_t which):
@@ -1231,16 +1245,16 @@ cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssi
         kids[n] = <PyObject*>b
         memcpy(kids + n + 1, inp.consts, n * sizeof(double))
         return nary(z, OP_AFFINEC + act, kids, n)
-    kids = <PyObject**>PyMem_Malloc((2 * n + 1) * sizeof(PyObject*))
+    kids = <PyObject**>PyMem_Malloc((n + 2) * sizeof(PyObject*))
     if kids == NULL:
         raise MemoryError()
     for i in range(n):
         incref(ws[i])
         kids[i] = ws[i]
-        incref(inp.vals[i])
-        kids[n + i] = inp.vals[i]
     incref(<PyObject*>b)
-    kids[2 * n] = <PyObject*>b
+    kids[n] = <PyObject*>b
+    incref(inp.pack)
+    kids[n + 1] = inp.pack
     return nary(z, OP_AFFINE + act, kids, n)
 
 
