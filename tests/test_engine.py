@@ -1250,3 +1250,27 @@ def test_fused_layer_equals_plain_ops_in_value_and_gradient(act, inputs):
     with fastgrad.no_grad():
         inference = _engine.layer(neurons, make(), act)
     assert all(o.is_leaf for o in inference)
+
+
+def test_fused_layer_rejects_a_bad_weight_without_leaking_references():
+    import sys
+
+    from fastgrad import _engine
+
+    class N:
+        pass
+
+    good = N()
+    good.w, good.b = [Value(1.0), Value(2.0), Value(3.0)], Value(0.0)
+    bad = N()
+    bad.w, bad.b = [Value(1.0), "w", Value(2.0)], Value(0.0)
+    x = [Value(1.0), Value(2.0), Value(3.0)]
+    before = [sys.getrefcount(v) for v in good.w + bad.w[:1] + x]
+    with pytest.raises(TypeError, match=r"neuron 1: weight 1 must be a Value, got str"):
+        _engine.layer([good, bad], x, 1)
+    after = [sys.getrefcount(v) for v in good.w + bad.w[:1] + x]
+    assert after == before
+    short = N()
+    short.w, short.b = [Value(1.0)], Value(0.0)
+    with pytest.raises(ValueError, match="neuron 0 has 1 weights but the input has 3 values"):
+        _engine.layer([short], x, 0)

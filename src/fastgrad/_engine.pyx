@@ -1208,51 +1208,53 @@ cdef object read_inputs(object x, Inputs* inp):
 
 
 cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssize_t which):
-    """One node act(b + w . x) for a neuron's weights w (Values) and bias b."""
+    """One node act(b + w . x) for a neuron's weights w (Values) and bias b.
+
+    One pass over the weights checks each one's type, accumulates the dot
+    product and takes the node's reference to it."""
     wseq = PySequence_Fast(w, "a neuron's weights must be a sequence of Values")
-    cdef Py_ssize_t n = inp.n, i
+    cdef Py_ssize_t n = inp.n, i, size
     cdef PyObject** ws = seq_items(wseq)
+    cdef PyObject* wi
     cdef double z
-    cdef PyObject** kids
+    cdef PyObject** kids = NULL
+    cdef bint record = grad_enabled
     if PySequence_Fast_GET_SIZE(wseq) != n:
         raise ValueError(
             f"neuron {which} has {PySequence_Fast_GET_SIZE(wseq)} weights but "
             f"the input has {n} values")
     if type(b) is not Value:
         raise TypeError(f"neuron {which}: bias must be a Value, got {type(b).__name__}")
-    for i in range(n):
-        if type(<object>ws[i]) is not Value:
-            raise TypeError(
-                f"neuron {which}: weight {i} must be a Value, got {type(<object>ws[i]).__name__}")
-    z = (<Value>b).n.data
-    if inp.consts != NULL:
-        for i in range(n):
-            z += node_of(ws[i]).data * inp.consts[i]
-    else:
-        for i in range(n):
-            z += node_of(ws[i]).data * node_of(inp.vals[i]).data
-    z = act_f(act, z)
-    if not grad_enabled:
-        return new_leaf(z)
-    if inp.consts != NULL:
-        kids = <PyObject**>PyMem_Malloc((2 * n + 1) * sizeof(PyObject*))
+    if record:
+        size = 2 * n + 1 if inp.consts != NULL else n + 2
+        kids = <PyObject**>PyMem_Malloc(size * sizeof(PyObject*))
         if kids == NULL:
             raise MemoryError()
-        for i in range(n):
-            incref(ws[i])
-            kids[i] = ws[i]
-        incref(<PyObject*>b)
-        kids[n] = <PyObject*>b
-        memcpy(kids + n + 1, inp.consts, n * sizeof(double))
-        return nary(z, OP_AFFINEC + act, kids, n)
-    kids = <PyObject**>PyMem_Malloc((n + 2) * sizeof(PyObject*))
-    if kids == NULL:
-        raise MemoryError()
+    z = (<Value>b).n.data
     for i in range(n):
-        incref(ws[i])
-        kids[i] = ws[i]
+        wi = ws[i]
+        if type(<object>wi) is not Value:
+            if record:
+                for k in range(i):
+                    decref(kids[k])
+                PyMem_Free(kids)
+            raise TypeError(
+                f"neuron {which}: weight {i} must be a Value, got {type(<object>wi).__name__}")
+        if inp.consts != NULL:
+            z += node_of(wi).data * inp.consts[i]
+        else:
+            z += node_of(wi).data * node_of(inp.vals[i]).data
+        if record:
+            incref(wi)
+            kids[i] = wi
+    z = act_f(act, z)
+    if not record:
+        return new_leaf(z)
     incref(<PyObject*>b)
     kids[n] = <PyObject*>b
+    if inp.consts != NULL:
+        memcpy(kids + n + 1, inp.consts, n * sizeof(double))
+        return nary(z, OP_AFFINEC + act, kids, n)
     incref(inp.pack)
     kids[n + 1] = inp.pack
     return nary(z, OP_AFFINE + act, kids, n)
