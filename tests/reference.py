@@ -425,3 +425,21 @@ def ref_dot(ws, xs):
 
     out._backward = _backward
     return out
+
+
+def micrograd_readme_expression(a, b):
+    """micrograd's README expression over any Value-like a and b (fastgrad's
+    Value, RefValue, torch tensors) -> g. Written `x = x + ...` where the
+    README writes `x += ...`: the same graph for Values, and no in-place ops
+    on tensors. tests/test_engine.py keeps the README's literal text."""
+    c = a + b
+    d = a * b + b**3
+    c = c + c + 1
+    c = c + 1 + c + (-a)
+    d = d + d * 2 + (b + a).relu()
+    d = d + 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g = g + 10.0 / f
+    return g

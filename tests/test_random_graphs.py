@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import fastgrad
 from fastgrad import Value
-from reference import RefValue, ref_dot, ref_sum
+from reference import RefValue, micrograd_readme_expression, ref_dot, ref_sum
 
 REL, ABS = 1e-9, 1e-12
 
@@ -292,16 +292,7 @@ def test_dot_equals_chain_of_mul_add(pairs):
 def test_reference_micrograd_readme_example():
     a = RefValue(-4.0)
     b = RefValue(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
+    g = micrograd_readme_expression(a, b)
     g.backward()
     assert f"{g.data:.4f}" == "24.7041"
     assert f"{a.grad:.4f}" == "138.8338"
