@@ -4,8 +4,9 @@ Layout of this file:
   1. op math: each op's forward value and local derivative, side by side
   2. graph kernels (nogil): parents of a node, topological collection, sweep
   3. releasing a graph without recursion
-  4. building nodes, and the Value type
-  5. fused n-ary ops (sum, dot) and grad mode (no_grad)
+  4. allocating nodes (with a cache of freed ones), building them, the Value type
+  5. fused n-ary ops (sum, dot, logsumexp, cross-entropy, the fused neuron
+     and layer) and grad mode (no_grad)
 """
 
 cimport cython
@@ -17,7 +18,7 @@ from cpython.exc cimport PyErr_Occurred
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE
 from libc.math cimport tanh, exp, log, log1p, pow, fabs, isnan, isinf, INFINITY
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 import numbers
 import sys
@@ -516,7 +517,6 @@ cdef PyTypeObject* value_type = <PyTypeObject*>Value   # set up at import
 cdef size_t value_size = 0                            # its tp_basicsize
 cdef PyObject** node_cache = NULL                      # freed Values kept for reuse
 cdef Py_ssize_t cache_len = 0                          # entries in use
-cdef Py_ssize_t cache_limit = NODE_CACHE               # most entries kept
 
 cdef inline Value new_value():
     """A zeroed Value (op LEAF, data 0, grad 0) with one reference."""
@@ -544,7 +544,7 @@ cdef void value_dealloc(PyObject* o) noexcept:
     keep the memory in the cache or give it back."""
     global cache_len
     release_parents(node_of(o))
-    if cache_len < cache_limit:
+    if cache_len < NODE_CACHE:
         node_cache[cache_len] = o
         cache_len += 1
     else:
