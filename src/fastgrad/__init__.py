@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 # shadows the builtin sum; call them as fastgrad.sum / fastgrad.dot.
 __all__ = [
     "Value", "no_grad", "enable_grad", "is_grad_enabled", "logsumexp", "manual_seed",
-    "empty_cache",
+    "empty_cache", "default_generator",
     "Module", "Neuron", "Layer", "MLP", "Dropout", "Sequential",
     "mse", "bce", "bce_with_logits", "softmax", "log_softmax", "cross_entropy",
     "cross_entropy_with_logits", "hinge",
