@@ -1274,3 +1274,138 @@ def test_fused_layer_rejects_a_bad_weight_without_leaking_references():
     short.w, short.b = [Value(1.0)], Value(0.0)
     with pytest.raises(ValueError, match="neuron 0 has 1 weights but the input has 3 values"):
         _engine.layer([short], x, 0)
+
+
+# ---------------------------------------------------------------------------
+# Grad mode is per thread; the engine never trusts a list across Python code
+# ---------------------------------------------------------------------------
+
+
+def test_grad_mode_is_per_thread():
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_no_grad():
+        with fastgrad.no_grad():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold_no_grad)
+    t.start()
+    inside.wait(10)
+    try:
+        assert fastgrad.is_grad_enabled()          # another thread's no_grad
+        w = Value(3.0)
+        y = w * w
+        y.backward()
+        assert w.grad == 6.0
+    finally:
+        release.set()
+        t.join()
+    assert fastgrad.is_grad_enabled()
+
+
+def test_interleaved_no_grad_in_two_threads_restores_each_thread():
+    import threading
+
+    steps = [threading.Event() for _ in range(4)]
+    seen = {}
+
+    def a():
+        with fastgrad.no_grad():
+            steps[0].set()
+            steps[1].wait(10)
+        seen["a"] = fastgrad.is_grad_enabled()
+        steps[2].set()
+
+    def b():
+        steps[0].wait(10)
+        with fastgrad.no_grad():
+            steps[1].set()
+            steps[2].wait(10)
+            seen["b_inside"] = fastgrad.is_grad_enabled()
+        seen["b"] = fastgrad.is_grad_enabled()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"a": True, "b_inside": False, "b": True}
+    assert fastgrad.is_grad_enabled()
+
+
+def test_layer_records_by_the_mode_at_its_start_even_if_it_changes():
+    """Iterating the neurons may run Python code that flips the grad mode;
+    the layer decides once (this used to dereference a NULL pack)."""
+    from fastgrad import _engine
+
+    layer = fastgrad.nn.Layer(2, 3)
+
+    def neurons():
+        with fastgrad.enable_grad():
+            yield from layer.neurons
+
+    with fastgrad.no_grad():
+        out = _engine.layer(neurons(), [Value(1.0), Value(2.0)], 1)
+    assert all(o.is_leaf for o in out)
+
+    def neurons_off():
+        with fastgrad.no_grad():
+            yield from layer.neurons
+
+    out = _engine.layer(neurons_off(), [Value(1.0), Value(2.0)], 1)
+    assert not any(o.is_leaf for o in out)
+    fastgrad.sum(out).backward()                 # and the graph is usable
+
+
+def test_no_grad_as_bare_decorator_and_on_generators():
+    @fastgrad.no_grad
+    def f(x):
+        return x * 2, fastgrad.is_grad_enabled()
+
+    y, mode = f(Value(1.0))
+    assert y.is_leaf and mode is False and fastgrad.is_grad_enabled()
+
+    @fastgrad.no_grad()
+    def gen():
+        for _ in range(2):
+            yield fastgrad.is_grad_enabled()
+
+    it = gen()
+    assert next(it) is False
+    assert fastgrad.is_grad_enabled()            # not between the yields
+    assert next(it) is False
+    assert list(it) == []
+    with pytest.raises(TypeError, match="no_grad"):
+        fastgrad.no_grad(3)
+
+
+class _Sneaky:
+    """A real number whose conversion empties the list being read."""
+
+    def __init__(self, victim):
+        self.victim = victim
+
+    def __float__(self):
+        self.victim.clear()
+        return 1.0
+
+
+def test_converting_an_item_cannot_pull_the_list_from_under_the_engine():
+    import numbers
+
+    numbers.Real.register(_Sneaky)
+    values = [Value(1.0), Value(2.0)]
+    values.insert(1, _Sneaky(values))
+    s = fastgrad.sum(values)                       # used to crash
+    assert s.data == 4.0
+    xs = [Value(1.0), Value(2.0), Value(3.0)]
+    ws = [2.0, 0.0, 1.0]
+    ws[1] = _Sneaky(ws)
+    d = fastgrad.dot(xs, ws)
+    assert d.data == 2.0 + 2.0 + 3.0
+    lse_in = [Value(0.0), Value(0.0)]
+    lse_in.append(_Sneaky(lse_in))
+    assert fastgrad.logsumexp(lse_in).data == pytest.approx(math.log(2 + math.e))

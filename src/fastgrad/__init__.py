@@ -10,15 +10,14 @@ from fastgrad._engine import (
     Value,
     dot,
     empty_cache,
-    enable_grad,
     is_grad_enabled,
     logsumexp,
-    no_grad,
     sum,
 )
 from fastgrad._random import default_generator, manual_seed
 from fastgrad.checkpoint import load_checkpoint, save_checkpoint
 from fastgrad.data import DataLoader, make_moons, make_spiral
+from fastgrad.grad_mode import enable_grad, no_grad
 from fastgrad.gradcheck import GradcheckError, GradcheckResult, gradcheck, numerical_grad
 from fastgrad.losses import (
     bce,

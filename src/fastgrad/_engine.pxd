@@ -29,6 +29,7 @@ cdef enum Op:
     OP_CLAMPLO      # max(a, c)   (torch.clamp(a, min=c))
     OP_CLAMPHI      # min(a, c)   (torch.clamp(a, max=c))
     OP_BCEL         # binary cross-entropy of logit a against target c
+    OP_BCEP         # binary cross-entropy of probability a against target c
     # unary: y = f(a)
     OP_NEG          # -a
     OP_RELU         # max(a, 0)

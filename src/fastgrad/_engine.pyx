@@ -116,6 +116,20 @@ cdef inline double bcel_f(double a, double t) noexcept nogil:
     return (a if a > 0.0 else 0.0) - a * t + log1p(exp(-fabs(a)))
 cdef inline double bcel_d(double a, double t) noexcept nogil: return sigmoid_f(a) - t
 
+# --- binary cross-entropy of a probability p against a target t, as
+#     PyTorch's BCELoss: each log bounded below by -100, and the derivative
+#     (p - t) / max(p (1 - p), 1e-12), finite even where p is exactly 0 or 1
+cdef inline double bcep_f(double p, double t) noexcept nogil:
+    cdef double lp = log(p), lq = log(1.0 - p)
+    if lp < -100.0:
+        lp = -100.0
+    if lq < -100.0:
+        lq = -100.0
+    return -(t * lp + (1.0 - t) * lq)
+cdef inline double bcep_d(double p, double t) noexcept nogil:
+    cdef double v = p * (1.0 - p)
+    return (p - t) / (v if v > 1e-12 else 1e-12)
+
 # --- sum of n terms: d/dk_i = 1
 # --- dot of n pairs: d/dw_i = x_i, d/dx_i = w_i
 
@@ -217,7 +231,7 @@ cdef Py_ssize_t topo_cap = 0          # its capacity, in entries
 cdef unsigned int epoch = 0           # stamp of the current backward pass
 cdef enum:
     KEEP_PENDING = 1 << 16            # release's pending stack is freed above this
-    NODE_CACHE = 1 << 17              # freed Values kept for reuse (8 MiB at most)
+    NODE_CACHE = 1 << 17              # freed Values kept for reuse (7 MiB at most)
 
 cdef bint grow_stack(Py_ssize_t need) noexcept nogil:
     global dfs_stack, dfs_cap
@@ -351,6 +365,8 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
                 a.grad += g * clamphi_d(a.data, y.b.num)
             elif op == OP_BCEL:
                 a.grad += g * bcel_d(a.data, y.b.num)
+            elif op == OP_BCEP:
+                a.grad += g * bcep_d(a.data, y.b.num)
             elif op == OP_RELU:
                 a.grad += g * relu_d(y.data)
             elif op == OP_TANH:
@@ -554,7 +570,7 @@ cdef void value_dealloc(PyObject* o) noexcept:
 
 def empty_cache():
     """Give back the memory fastgrad keeps for reuse: freed Values (at most
-    2**17 of them, about 8 MiB) and backward()'s scratch buffers (24 bytes
+    2**17 of them, about 7 MiB) and backward()'s scratch buffers (24 bytes
     per node of the largest graph back-propagated). Like
     ``torch.cuda.empty_cache()``, it is never needed for correctness; it
     returns memory to the allocator after an unusually large graph.
@@ -588,7 +604,32 @@ cdef int setup_allocation() except -1:
     return 0
 
 
-cdef bint grad_enabled = True         # False inside no_grad()
+# --- grad mode, per thread (as in PyTorch). A thread's mode lives in a
+# thread-specific slot (NULL: recording, the default); `threads_without_grad`
+# counts the threads whose mode is off, so while it is 0 -- always, outside
+# no_grad() -- asking costs one load.
+
+from cpython.pythread cimport PyThread_tss_create, PyThread_tss_get, PyThread_tss_set
+
+cdef Py_tss_t mode_key                        # per-thread slot: NULL = recording
+cdef Py_ssize_t threads_without_grad = 0      # threads whose slot says "off"
+
+cdef inline bint grad_on() noexcept:
+    """Does the current thread record the graph?"""
+    if threads_without_grad == 0:
+        return True
+    return PyThread_tss_get(&mode_key) == NULL
+
+cdef int set_grad_mode(bint enabled) except -1:
+    """Set the current thread's mode."""
+    global threads_without_grad
+    cdef bint was = PyThread_tss_get(&mode_key) == NULL
+    if was == enabled:
+        return 0
+    if PyThread_tss_set(&mode_key, NULL if enabled else <void*>&mode_key) != 0:
+        raise MemoryError("cannot store the grad mode of this thread")
+    threads_without_grad += -1 if enabled else 1
+    return 0
 
 _Real = numbers.Real
 
@@ -638,7 +679,7 @@ cdef inline Value new_leaf(double data):
 cdef inline Value unary(Value x, double y, unsigned int op):
     cdef Value out = new_value()
     out.n.data = y
-    if grad_enabled:
+    if grad_on():
         out.n.op = op
         incref(<PyObject*>x)
         out.n.a.obj = <PyObject*>x
@@ -647,7 +688,7 @@ cdef inline Value unary(Value x, double y, unsigned int op):
 cdef inline Value with_const(Value x, double c, double y, unsigned int op):
     cdef Value out = new_value()
     out.n.data = y
-    if grad_enabled:
+    if grad_on():
         out.n.op = op
         incref(<PyObject*>x)
         out.n.a.obj = <PyObject*>x
@@ -657,7 +698,7 @@ cdef inline Value with_const(Value x, double c, double y, unsigned int op):
 cdef inline Value binary(Value x, Value z, double y, unsigned int op):
     cdef Value out = new_value()
     out.n.data = y
-    if grad_enabled:
+    if grad_on():
         out.n.op = op
         incref(<PyObject*>x)
         incref(<PyObject*>z)
@@ -672,7 +713,7 @@ _OP_NAMES = {
     OP_RDIVC: "/", OP_POWC: "**", OP_RPOWC: "**", OP_NEG: "neg",
     OP_RELU: "ReLU", OP_TANH: "tanh", OP_SIGMOID: "sigmoid", OP_EXP: "exp",
     OP_LOG: "log", OP_ABS: "abs", OP_CLAMPLO: "clamp", OP_CLAMPHI: "clamp",
-    OP_BCEL: "bce_with_logits", OP_SUM: "sum", OP_DOT: "dot", OP_DOTC: "dot",
+    OP_BCEL: "bce_with_logits", OP_BCEP: "bce", OP_SUM: "sum", OP_DOT: "dot", OP_DOTC: "dot",
     OP_LSE: "logsumexp", OP_CE: "cross_entropy_with_logits", OP_PACK: "pack",
     OP_AFFINE: "dot", OP_AFFINE_RELU: "ReLU(dot)", OP_AFFINE_TANH: "tanh(dot)",
     OP_AFFINE_SIGMOID: "sigmoid(dot)", OP_AFFINEC: "dot",
@@ -941,6 +982,22 @@ def _leaf(double data, double grad=0.0):
 # 5. Fused n-ary ops and grad mode.
 # ===========================================================================
 
+cdef object stable_items(object values, const char* message):
+    """PySequence_Fast(values), copied into a tuple when converting an item
+    could run Python code (anything but a Value, float or int): that code
+    could change a list whose item pointers we are holding."""
+    seq = PySequence_Fast(values, message)
+    cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(seq)
+    cdef PyObject** items = seq_items(seq)
+    cdef PyObject* o
+    for i in range(n):
+        o = items[i]
+        if type(<object>o) is not Value and not PyFloat_Check(<object>o) \
+                and not PyLong_Check(<object>o):
+            return tuple(seq)
+    return seq
+
+
 cdef Value as_value(object x, str where, Py_ssize_t index=-1):
     """x itself if it is a Value, a constant leaf if it is a number, else a
     TypeError naming `where` (and `[index]`; built only on failure)."""
@@ -975,12 +1032,12 @@ def sum(values, start=0):
         values = [start, *values]
     else:
         s = to_double(start, "fastgrad.sum(start)")
-    seq = PySequence_Fast(values, "fastgrad.sum() expects an iterable of Values")
+    seq = stable_items(values, "fastgrad.sum() expects an iterable of Values")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), i = 0, j
     cdef PyObject** items = seq_items(seq)
     cdef PyObject** kids
     cdef object v
-    if not grad_enabled or n == 0:
+    if not grad_on() or n == 0:
         for i in range(n):
             s += as_value(<object>items[i], "fastgrad.sum(): values", i).n.data
         return new_leaf(s)
@@ -1007,8 +1064,8 @@ def dot(ws, xs):
     Either side may hold Values or numbers. A neuron built on ``dot`` is a
     single node, so building and back-propagating it is one C loop.
     """
-    wseq = PySequence_Fast(ws, "fastgrad.dot() expects two sequences")
-    xseq = PySequence_Fast(xs, "fastgrad.dot() expects two sequences")
+    wseq = stable_items(ws, "fastgrad.dot() expects two sequences")
+    xseq = stable_items(xs, "fastgrad.dot() expects two sequences")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(wseq), i
     if PySequence_Fast_GET_SIZE(xseq) != n:
         raise ValueError(
@@ -1028,7 +1085,7 @@ def dot(ws, xs):
             x_nums = False
         else:
             x_vals = False
-    if not grad_enabled or n == 0 or (w_nums and x_nums):
+    if not grad_on() or n == 0 or (w_nums and x_nums):
         for i in range(n):
             s += (as_value(<object>wi[i], "fastgrad.dot(): ws", i).n.data
                   * as_value(<object>xi[i], "fastgrad.dot(): xs", i).n.data)
@@ -1085,7 +1142,7 @@ cdef Value dot_const(PyObject** vals, PyObject** nums, Py_ssize_t n, str side):
 def logsumexp(values):
     """log(sum(exp(v) for v in values)) as ONE node, computed stably
     (max-subtracted); its gradient is the softmax of the values."""
-    seq = PySequence_Fast(values, "logsumexp() expects a sequence of Values")
+    seq = stable_items(values, "logsumexp() expects a sequence of Values")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
     cdef PyObject** kids = values_array(seq, n, 0, "logsumexp()")
     cdef double y = lse_f(kids, n)
@@ -1099,7 +1156,7 @@ def cross_entropy_with_logits(logits, target):
     index, an int in [0, len(logits)). The gradient w.r.t. logit i is
     softmax_i - [i == target].
     """
-    seq = PySequence_Fast(logits, "cross_entropy_with_logits() expects a sequence of logits")
+    seq = stable_items(logits, "cross_entropy_with_logits() expects a sequence of logits")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
     cdef Py_ssize_t t = class_index(target, n, "cross_entropy_with_logits()")
     cdef PyObject** kids = values_array(seq, n, 1, "cross_entropy_with_logits()")
@@ -1117,6 +1174,18 @@ def bce_with_logits(logit, target):
     if not (0.0 <= t <= 1.0):
         raise ValueError(f"bce_with_logits(): target must be in [0, 1], got {target!r}")
     return with_const(x, t, bcel_f(x.n.data, t), OP_BCEL)
+
+
+def bce(prob, target):
+    """Binary cross-entropy of a probability (a Value) against a target in
+    [0, 1] as ONE node, as PyTorch's BCELoss computes it: each log bounded
+    below by -100, and the gradient (p - t) / max(p (1 - p), 1e-12), which
+    stays finite (and nonzero) for saturated probabilities."""
+    cdef Value p = as_value(prob, "bce(prob)")
+    cdef double t = to_double(target, "bce(target)")
+    if not (0.0 <= t <= 1.0):
+        raise ValueError(f"bce(): target must be in [0, 1], got {target!r}")
+    return with_const(p, t, bcep_f(p.n.data, t), OP_BCEP)
 
 
 cdef Py_ssize_t class_index(object target, Py_ssize_t n, str where) except -1:
@@ -1159,7 +1228,7 @@ cdef PyObject** values_array(object seq, Py_ssize_t n, Py_ssize_t extra, str whe
 cdef Value finish_nary(double y, unsigned int op, PyObject** kids, Py_ssize_t count, Py_ssize_t nrefs):
     """Make the n-ary node, or under no_grad a leaf (dropping the array)."""
     cdef Py_ssize_t i
-    if grad_enabled:
+    if grad_on():
         return nary(y, op, kids, count)
     for i in range(nrefs):
         decref(kids[i])
@@ -1173,7 +1242,8 @@ cdef struct Inputs:
     PyObject** vals     # borrowed: the input Values (when consts is NULL)
     double* consts      # the inputs as numbers, or NULL when they are Values
     Py_ssize_t n        # how many inputs
-    PyObject* pack      # borrowed: the OP_PACK node holding vals (NULL under no_grad)
+    PyObject* pack      # borrowed: the OP_PACK node holding vals (NULL for numbers)
+    bint record         # build nodes? (the grad mode when the inputs were read)
 
 
 cdef object read_inputs(object x, Inputs* inp):
@@ -1181,7 +1251,7 @@ cdef object read_inputs(object x, Inputs* inp):
     Values (numbers mixed in become constant leaves), held by ONE pack node
     that every neuron of the layer references. Returns the object that keeps
     `inp` valid (the pack, or a bytes buffer)."""
-    seq = PySequence_Fast(x, "a layer's input must be a sequence of Values or numbers")
+    seq = stable_items(x, "a layer's input must be a sequence of Values or numbers")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), i
     cdef PyObject** items = seq_items(seq)
     cdef bint all_nums = True
@@ -1193,6 +1263,7 @@ cdef object read_inputs(object x, Inputs* inp):
     inp.n = n
     inp.consts = NULL
     inp.pack = NULL
+    inp.record = grad_on()
     if all_nums:
         buf = bytearray(max(n, 1) * sizeof(double))
         inp.consts = <double*><char*>buf
@@ -1202,8 +1273,7 @@ cdef object read_inputs(object x, Inputs* inp):
     kids = values_array(seq, n, 0, "a layer's input")
     inp.vals = kids
     pack = nary(0.0, OP_PACK, kids, n)
-    if grad_enabled:
-        inp.pack = <PyObject*>pack
+    inp.pack = <PyObject*>pack
     return pack
 
 
@@ -1218,7 +1288,7 @@ cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssi
     cdef PyObject* wi
     cdef double z
     cdef PyObject** kids = NULL
-    cdef bint record = grad_enabled
+    cdef bint record = inp.record
     if PySequence_Fast_GET_SIZE(wseq) != n:
         raise ValueError(
             f"neuron {which} has {PySequence_Fast_GET_SIZE(wseq)} weights but "
@@ -1304,62 +1374,17 @@ def all_values(seq):
 
 
 def is_grad_enabled():
-    """False inside ``no_grad()``: new Values then record no parents."""
-    return grad_enabled
+    """False inside ``no_grad()`` (in this thread): new Values then record
+    no parents."""
+    return grad_on()
 
 
-cdef class _GradMode:
-    """Shared body of no_grad and enable_grad: a context manager that can
-    also decorate a function."""
-    cdef bint mode      # the grad mode inside the block
-    cdef list saved     # modes to restore, one per nested __enter__
-
-    def __init__(self):
-        self.saved = []
-
-    def __enter__(self):
-        global grad_enabled
-        self.saved.append(grad_enabled)
-        grad_enabled = self.mode
-        return self
-
-    def __exit__(self, *exc_info):
-        global grad_enabled
-        grad_enabled = self.saved.pop()
-        return False
-
-    def __call__(self, func):
-        import functools
-        mode = type(self)
-
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            with mode():
-                return func(*args, **kwargs)
-        return wrapper
-
-
-@cython.final
-cdef class no_grad(_GradMode):
-    """Context manager (and decorator) under which operations record no
-    parents: results are leaves and nothing can be back-propagated, which
-    makes inference cheaper.
-
-    >>> with no_grad():
-    ...     y = model(x)
-    """
-    def __init__(self):
-        _GradMode.__init__(self)
-        self.mode = False
-
-
-@cython.final
-cdef class enable_grad(_GradMode):
-    """Context manager (and decorator) that turns graph recording back on
-    inside a ``no_grad()`` block."""
-    def __init__(self):
-        _GradMode.__init__(self)
-        self.mode = True
+def _set_grad_enabled(bint enabled):
+    """Set this thread's grad mode and return the previous one (the
+    primitive under no_grad and enable_grad)."""
+    cdef bint previous = grad_on()
+    set_grad_mode(enabled)
+    return previous
 
 
 # Where a Value keeps its Node; nogil kernels use it via node_of().
@@ -1368,4 +1393,6 @@ cdef Py_ssize_t node_offset():
     return <Py_ssize_t>(<char*>&probe.n - <char*><PyObject*>probe)
 
 setup_allocation()
+if PyThread_tss_create(&mode_key) != 0:
+    raise MemoryError("cannot create the per-thread grad mode slot")
 NODE_OFFSET = node_offset()

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastgrad._engine import Value, enable_grad, no_grad
+from fastgrad._engine import Value
+from fastgrad.grad_mode import enable_grad, no_grad
 
 __all__ = ["GradcheckError", "GradcheckResult", "ParamMismatch", "gradcheck", "numerical_grad"]
 

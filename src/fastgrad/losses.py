@@ -68,24 +68,15 @@ def _probability_target(t: Any, fn: str) -> float:
     return float(t)
 
 
-def bce(p: Any, y: Any, eps: float = 1e-12, reduction: str = "mean") -> Value:
-    """Binary cross-entropy of probabilities ``p`` in (0, 1) against targets
-    ``y`` in [0, 1]: -(y log p + (1-y) log(1-p)). ``p`` is clamped to
-    [eps, 1-eps] first, so log never sees 0 (PyTorch's BCELoss bounds the
-    log instead, to the same effect)."""
+def bce(p: Any, y: Any, reduction: str = "mean") -> Value:
+    """Binary cross-entropy of probabilities ``p`` in [0, 1] against targets
+    ``y`` in [0, 1]: -(y log p + (1-y) log(1-p)), one node per term,
+    computed as PyTorch's BCELoss: each log is bounded below by -100, so a
+    probability of exactly 0 or 1 gives a finite loss, and the gradient
+    (p - y) / max(p (1-p), 1e-12) stays finite and keeps pushing a
+    saturated, wrong prediction back."""
     ps, ys = _pairs(p, y, "bce")
-    terms = []
-    for pi, yi in zip(ps, ys):
-        t = _probability_target(yi, "bce")
-        if not isinstance(pi, Value):
-            pi = Value(pi)
-        pc = pi.clamp(eps, 1.0 - eps)
-        if t == 1.0:
-            terms.append(-pc.log())
-        elif t == 0.0:
-            terms.append(-(1.0 - pc).log())
-        else:
-            terms.append(-(t * pc.log() + (1.0 - t) * (1.0 - pc).log()))
+    terms = [_engine.bce(pi, _probability_target(yi, "bce")) for pi, yi in zip(ps, ys)]
     return _reduce(terms, reduction, "bce")
 
 
