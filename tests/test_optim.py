@@ -712,3 +712,41 @@ def test_changing_lr_in_param_groups_takes_effect():
     opt.param_groups[0]["lr"] = 0.01
     opt.step()
     assert p.data == pytest.approx(1.0 - 0.1 - 0.01)
+
+
+def test_a_bad_hyperparameter_set_after_construction_fails_step_cleanly():
+    a = Value(1.0)
+    opt = Adam([a], lr=0.1)
+    opt.param_groups[0]["lr"] = "0.05"
+    a.grad = 1.0
+    with pytest.raises(TypeError, match=r"learning rate must be a real number, got str: '0.05'"):
+        opt.step()
+    assert a.data == 1.0 and opt.state[0]["step"] == 0       # nothing changed
+    opt.param_groups[0]["lr"] = 0.1
+    opt.step()
+    # the first Adam step moves a parameter by lr (bias correction at step 1)
+    assert a.data == pytest.approx(1.0 - 0.1, rel=1e-7)     # eps = 1e-8 aside
+    opt.param_groups[0]["betas"] = (0.9, 1.5)
+    with pytest.raises(ValueError, match=r"beta parameter at index 1: 1.5"):
+        opt.step()
+    assert opt.state[0]["step"] == 1
+
+
+def test_replacing_a_groups_params_is_honoured_and_in_place_edits_are_refused():
+    a, b = Value(1.0), Value(1.0)
+    opt = SGD([a], lr=0.5)
+    assert isinstance(opt.param_groups[0]["params"], tuple)
+    with pytest.raises(TypeError):
+        opt.param_groups[0]["params"][0] = b               # a tuple: no silent edit
+    opt.param_groups[0]["params"] = [b]
+    a.grad = b.grad = 1.0
+    opt.step()
+    assert (a.data, b.data) == (1.0, 0.5)
+    opt.zero_grad()
+    assert b.grad == 0.0 and a.grad == 1.0
+    opt.param_groups[0]["params"] = [a, b]
+    with pytest.raises(RuntimeError, match="now has 2 parameters instead of 1"):
+        opt.step()
+    opt.param_groups[0]["params"] = ["b"]
+    with pytest.raises(TypeError, match="parameter 0 must be a fastgrad Value, got str"):
+        opt.step()

@@ -138,46 +138,65 @@ class Optimizer:
                 f"(accepted: {sorted(self.defaults)})")
         hyper = self._check_hyper({**self.defaults, **group})
         n = len(values)
-        hyper["params"] = values
+        table = ParamTable(values)
+        hyper["params"] = table.values        # a tuple: the table's own
         self.param_groups.append(hyper)
-        self._tables.append(ParamTable(values))
+        self._tables.append(table)
         self._names.append(names)
         self.state.append({"step": 0, **{b: np.zeros(n) for b in self._buffers}})
 
     def _check_hyper(self, hyper: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _decay(self, index: int) -> np.ndarray:
-        """Per-parameter weight decay of group `index` (0 where the filter refuses)."""
-        group = self.param_groups[index]
-        wd = float(group["weight_decay"])
+    def _decay(self, index: int, wd: float) -> np.ndarray:
+        """Per-parameter weight decay `wd` of group `index` (0 where the
+        decay filter refuses the parameter's name)."""
         names = self._names[index]
         if names is None or wd == 0.0:
-            return np.full(len(group["params"]), wd)
+            return np.full(len(self.param_groups[index]["params"]), wd)
         return np.array([wd if self.decay_filter(n) else 0.0 for n in names])
 
     # -- training ----------------------------------------------------------
 
+    def _table(self, i: int) -> ParamTable:
+        """Group i's compiled table, rebuilt if ``group["params"]`` was
+        replaced (state buffers are positional, so the size must not change)."""
+        table, params = self._tables[i], self.param_groups[i]["params"]
+        if params is table.values:
+            return table
+        params = tuple(params)
+        if len(params) != len(table):
+            raise RuntimeError(
+                f"param group {i} now has {len(params)} parameters instead of "
+                f"{len(table)}; create a new optimizer (or use add_param_group)")
+        table = ParamTable(params)             # TypeError names a non-Value
+        self._tables[i] = table
+        self.param_groups[i]["params"] = table.values
+        return table
+
     def zero_grad(self) -> None:
         """Set the grad of every parameter to 0."""
-        for table in self._tables:
-            table.zero_grad()
+        for i in range(len(self._tables)):
+            self._table(i).zero_grad()
 
     def step(self) -> None:
-        """Update every parameter from its current grad."""
-        for i, group in enumerate(self.param_groups):
-            if len(group["params"]) != len(self._tables[i]):
-                raise RuntimeError(
-                    f"param group {i} changed size after the optimizer was built; "
-                    "create a new optimizer (or use add_param_group)")
-            state = self.state[i]
-            state["step"] += 1
-            if "_decay" not in state or state["_decay_wd"] != group["weight_decay"]:
-                state["_decay"] = self._decay(i)
-                state["_decay_wd"] = group["weight_decay"]
-            self._update(self._tables[i], group, state)
+        """Update every parameter from its current grad.
 
-    def _update(self, table: ParamTable, group: dict[str, Any], state: dict[str, Any]) -> None:
+        Hyperparameters changed in ``param_groups`` since construction are
+        used as they are; a bad one raises the same error as the constructor
+        would, and then nothing has changed (not even the step count)."""
+        for i, group in enumerate(self.param_groups):
+            table = self._table(i)
+            hyper = self._check_hyper({k: v for k, v in group.items() if k != "params"})
+            state = self.state[i]
+            if "_decay" not in state or state["_decay_wd"] != hyper["weight_decay"]:
+                state["_decay"] = self._decay(i, hyper["weight_decay"])
+                state["_decay_wd"] = hyper["weight_decay"]
+            self._update(table, hyper, state, state["step"] + 1)
+            state["step"] += 1
+
+    def _update(self, table: ParamTable, group: dict[str, Any], state: dict[str, Any],
+                step: int) -> None:
         raise NotImplementedError
 
     def add_param_group(self, group: dict[str, Any]) -> None:
@@ -305,10 +324,10 @@ class SGD(Optimizer):
                 f"momentum={h['momentum']!r}, dampening={h['dampening']!r}")
         return h
 
-    def _update(self, table, group, state):
+    def _update(self, table, group, state, step):
         table.sgd(state["_decay"], state["momentum_buffer"], group["lr"],
                   group["momentum"], group["dampening"], group["nesterov"],
-                  state["step"] == 1)
+                  step == 1)
 
 
 class Momentum(SGD):
@@ -345,10 +364,10 @@ class Adam(Optimizer):
                       _number("beta parameter at index 1", betas[1], 0.0, 1.0))
         return h
 
-    def _update(self, table, group, state):
+    def _update(self, table, group, state, step):
         beta1, beta2 = group["betas"]
         table.adam(state["_decay"], state["exp_avg"], state["exp_avg_sq"], group["lr"],
-                   beta1, beta2, group["eps"], state["step"], self._decoupled)
+                   beta1, beta2, group["eps"], step, self._decoupled)
 
 
 class AdamW(Adam):
