@@ -977,3 +977,31 @@ def test_seed_block_checkpoints(tmp_path, monkeypatch):
     exec(SEED_CHECKPOINTS.splitlines()[1], ns)
     assert state(model) == model_state
     assert json.dumps(optimizer.state_dict(), sort_keys=True) == opt_state
+
+
+def test_state_dict_refuses_parameters_it_cannot_name():
+    """A micrograd-style module that overrides parameters() and keeps Values
+    where the attribute walk can't see them must not checkpoint silently
+    without them."""
+
+    class Hidden(fastgrad.nn.Module):
+        def __init__(self):
+            self.table = {"a": Value(1.0), "b": Value(2.0)}
+
+        def parameters(self):
+            return list(self.table.values())
+
+    class Visible(fastgrad.nn.Module):
+        def __init__(self):
+            self.w = [Value(1.0), Value(2.0)]
+
+        def parameters(self):
+            return self.w
+
+    with pytest.raises(TypeError, match=r"Hidden.state_dict\(\): 2 of the 2 Values"):
+        Hidden().state_dict()
+    hidden = Hidden()
+    with pytest.raises(TypeError, match=r"load_state_dict\(\): 2 of the 2"):
+        hidden.load_state_dict({})
+    assert [p.data for p in hidden.parameters()] == [1.0, 2.0]
+    assert Visible().state_dict() == {"w": [1.0, 2.0]}

@@ -143,10 +143,29 @@ class Module:
 
     # -- state -------------------------------------------------------------
 
+    def _named_tensors(self, what: str) -> dict[str, Any]:
+        """The walker's tensors, after checking that an overridden
+        parameters() (micrograd style) returns nothing the walker misses:
+        state dicts name parameters by attribute, and a Value kept elsewhere
+        (say, in a dict) would silently not be saved or loaded."""
+        tensors = dict(self._tensors())
+        if type(self).parameters is not Module.parameters:
+            seen = {id(v) for t in tensors.values()
+                    for v in ((t,) if isinstance(t, Value) else t)}
+            params = self.parameters()
+            hidden = sum(1 for p in params if id(p) not in seen)
+            if hidden:
+                raise TypeError(
+                    f"{type(self).__name__}.{what}: {hidden} of the {len(params)} Values "
+                    "returned by parameters() are not reachable as attributes (a Value, "
+                    "a list or tuple of Values, or a Module, possibly in a list), so they "
+                    "cannot be named, saved or loaded; keep parameters in such attributes")
+        return tensors
+
     def state_dict(self) -> dict[str, float | list[float]]:
         """{name: float} for scalar parameters, {name: [floats]} for vectors."""
         return {name: (t.data if isinstance(t, Value) else [v.data for v in t])
-                for name, t in self._tensors()}
+                for name, t in self._named_tensors("state_dict()").items()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy parameter values from ``state`` (as made by state_dict()).
@@ -158,7 +177,7 @@ class Module:
         """
         if not isinstance(state, dict):
             raise TypeError(f"load_state_dict() expects a dict, got {type(state).__name__}")
-        tensors = dict(self._tensors())
+        tensors = self._named_tensors("load_state_dict()")
         missing = [k for k in tensors if k not in state]
         unexpected = [k for k in state if k not in tensors]
         problems = []
