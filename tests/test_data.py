@@ -100,11 +100,25 @@ def test_sequence_of_pairs_yields_lists():
     batches = list(DataLoader(data, batch_size=2))
     assert batches[0] == ([[0.0, -0.0], [1.0, -1.0]], [0, 1])
     assert batches[2] == ([[4.0, -4.0]], [4])
-    # a tuple of pair-tuples is a sequence of samples, not (X, Y)
-    two = ((np.array([1.0, 2.0]), 0), (np.array([3.0, 4.0]), 1))
+    # a list of two pairs is two samples
+    two = [(np.array([1.0, 2.0]), 0), (np.array([3.0, 4.0]), 1)]
     (xb, yb), = DataLoader(two, batch_size=2)
     assert yb == [0, 1]
     np.testing.assert_array_equal(xb[1], [3.0, 4.0])
+    # a tuple of two 2-tuples could be samples or columns: refused, not guessed
+    with pytest.raises(ValueError, match="ambiguous"):
+        DataLoader(tuple(two), batch_size=2)
+
+
+def test_columns_as_tuples_from_zip():
+    """X, Y = zip(*pairs) gives tuple columns; they are columns at every size."""
+    data = [([float(i), -float(i)], i % 3) for i in range(5)]
+    X, Y = zip(*data)
+    batches = list(DataLoader((X, Y), batch_size=2))
+    assert batches[0] == ([[0.0, -0.0], [1.0, -1.0]], [0, 1])
+    assert [y for _, ys in batches for y in ys] == [0, 1, 2, 0, 1]
+    X3, Y3 = zip(*data[:3])
+    assert len(DataLoader((X3, Y3), batch_size=1)) == 3
 
 
 def test_getitem_dataset():

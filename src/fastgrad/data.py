@@ -76,8 +76,9 @@ def _rng(seed: object) -> np.random.Generator:
 # ---------------------------------------------------------------------------
 
 def _is_column(obj: object) -> bool:
-    """A column of an ``(X, Y)`` dataset: a numpy array with rows, or a list."""
-    return (isinstance(obj, np.ndarray) and obj.ndim >= 1) or isinstance(obj, list)
+    """A column of an ``(X, Y)`` dataset: a numpy array with rows, a list or
+    a tuple (``X, Y = zip(*pairs)`` gives tuples)."""
+    return (isinstance(obj, np.ndarray) and obj.ndim >= 1) or isinstance(obj, (list, tuple))
 
 
 def _take(column: Any, idx: np.ndarray, start: int, stop: int, shuffled: bool) -> Any:
@@ -97,19 +98,19 @@ class DataLoader:
         One of three kinds, recognised in this order:
 
         1. **Columns** ``(X, Y)``: a *tuple* of exactly two items, each a
-           numpy array (with at least one dimension) or a *list*, of the same
-           length. Row ``i`` of ``X`` goes with ``Y[i]``. A numpy column yields
-           numpy batches (``X[rows]``, ``Y[rows]``); a list column yields
-           lists.
+           numpy array (with at least one dimension), a list or a tuple, of
+           the same length. Row ``i`` of ``X`` goes with ``Y[i]``. A numpy
+           column yields numpy batches (``X[rows]``, ``Y[rows]``); a list or
+           tuple column yields lists.
         2. **Samples**: any other object with ``__len__`` and ``__getitem__``
            whose item ``i`` is an ``(x, y)`` pair -- a list (or tuple) of
            pairs, or your own dataset class. Batches are two lists: the
            ``x``s and the ``y``s.
 
-        The one ambiguous spelling is a tuple holding two lists: it is read
-        as columns. A dataset of exactly two samples written that way, e.g.
-        ``([x0, y0], [x1, y1])``, must be written as a list
-        ``[(x0, y0), (x1, y1)]`` instead. The rule looks only at types, never
+        A tuple holding two lists or tuples is read as columns (as
+        ``X, Y = zip(*pairs)`` makes them); so a dataset of exactly two
+        samples must be a list ``[(x0, y0), (x1, y1)]``, and a tuple of two
+        2-tuples, which could mean either, raises ValueError. The rule looks only at types, never
         at lengths, so a dataset means the same thing at every size.
         Strings, mappings and bare numpy arrays are rejected (a bare array
         has no labels: pass ``(X, Y)``).
@@ -218,10 +219,15 @@ def _check_dataset(dataset: object) -> bool:
     """Classify ``dataset``: True for ``(X, Y)`` columns, False for samples."""
     if isinstance(dataset, tuple) and len(dataset) == 2 and all(map(_is_column, dataset)):
         x, y = dataset
+        if isinstance(x, tuple) and isinstance(y, tuple) and len(x) == len(y) == 2:
+            raise ValueError(
+                "dataset is ambiguous: a tuple of two 2-tuples could be two (x, y) "
+                "samples or (X, Y) columns of two samples; pass the samples as a list "
+                "[(x0, y0), (x1, y1)] or the columns as lists or arrays (list(X), list(Y))")
         if len(x) != len(y):
             raise ValueError(f"X and Y must have the same length, got len(X)={len(x)} and len(Y)={len(y)}")
         return True
-    accepted = ("a tuple (X, Y) of equal-length numpy arrays or lists, a sequence of (x, y) "
+    accepted = ("a tuple (X, Y) of equal-length numpy arrays, lists or tuples, a sequence of (x, y) "
                 "pairs, or an object with __len__ and __getitem__ returning (x, y)")
     if isinstance(dataset, (str, bytes, bytearray, Mapping, np.ndarray)):
         hint = " (a bare array has no labels: pass (X, Y))" if isinstance(dataset, np.ndarray) else ""
