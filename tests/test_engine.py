@@ -1409,3 +1409,32 @@ def test_converting_an_item_cannot_pull_the_list_from_under_the_engine():
     lse_in = [Value(0.0), Value(0.0)]
     lse_in.append(_Sneaky(lse_in))
     assert fastgrad.logsumexp(lse_in).data == pytest.approx(math.log(2 + math.e))
+
+
+@pytest.mark.parametrize("computed", ["none", "weight", "bias", "both"])
+def test_fused_neuron_back_propagates_into_computed_weights_and_biases(computed):
+    """backward skips the weights of a fused neuron when they were all
+    leaves at build time; a computed weight or bias (tied to another Value)
+    must still receive and pass on its gradient."""
+    from fastgrad import _engine
+
+    base = Value(0.7)
+    w = [Value(0.3), Value(-0.2), Value(0.5)]
+    b = Value(0.1)
+    if computed in ("weight", "both"):
+        w[1] = base * 2.0
+    if computed in ("bias", "both"):
+        b = base - 1.0
+    x = [Value(1.0), Value(2.0), Value(-1.0)]
+    y = _engine.affine(w, x, b, 2)
+    y.backward()
+    z = w[0].data * 1.0 + w[1].data * 2.0 + w[2].data * -1.0 + b.data
+    dz = 1.0 - math.tanh(z) ** 2
+    expected_base = (2.0 * 2.0 * dz if computed in ("weight", "both") else 0.0) + \
+        (dz if computed in ("bias", "both") else 0.0)
+    assert y.data == pytest.approx(math.tanh(z), rel=1e-14)
+    assert base.grad == pytest.approx(expected_base, rel=1e-12, abs=0.0)
+    assert [xi.grad for xi in x] == pytest.approx([wi.data * dz for wi in w], rel=1e-12)
+    leaves = [wi for wi in w if wi.is_leaf]
+    assert [wi.grad for wi in leaves] == pytest.approx(
+        [xi.data * dz for wi, xi in zip(w, x) if wi.is_leaf], rel=1e-12)

@@ -57,6 +57,13 @@ cdef enum Op:
     OP_NUM_OPS      # sentinel: number of op codes
 
 
+# A flag or-ed into a fused neuron's op when every weight was a leaf when
+# the node was built (a leaf stays a leaf): backward's search then skips the
+# weights and visits only the bias and the inputs. Mask it off to read the op.
+cdef enum:
+    OP_MASK = 0xFF
+    OP_LEAF_WEIGHTS = 0x100
+
 # Activations of the fused neuron, in the order of the OP_AFFINE* codes.
 cdef enum Act:
     ACT_IDENTITY = 0

@@ -196,7 +196,7 @@ cdef enum:
 
 cdef inline Py_ssize_t n_parents(Node* n) noexcept nogil:
     """How many parent references the node holds."""
-    cdef unsigned int op = n.op
+    cdef unsigned int op = n.op & OP_MASK
     if op == OP_LEAF:
         return 0
     if op <= OP_POW:
@@ -215,6 +215,11 @@ cdef inline PyObject* parent(Node* n, Py_ssize_t i) noexcept nogil:
     if n.op >= OP_SUM:
         return n.a.kids[i]
     return n.a.obj if i == 0 else n.b.obj
+
+cdef inline Py_ssize_t first_searched(Node* n) noexcept nogil:
+    """Index of the first parent backward's search must look at: past the
+    weights of a fused neuron whose weights are all leaves."""
+    return n.b.count if n.op & OP_LEAF_WEIGHTS else 0
 
 
 # Scratch buffers of backward(): 24 bytes per node of the largest graph seen,
@@ -275,7 +280,7 @@ cdef Py_ssize_t collect(PyObject* root, unsigned int stamp) noexcept nogil:
     node_of(root).mark = stamp
     node_of(root).grad = 0.0
     dfs_stack[0].obj = root
-    dfs_stack[0].next = 0
+    dfs_stack[0].next = first_searched(node_of(root))
     while sp > 0:
         top = &dfs_stack[sp - 1]
         n = node_of(top.obj)
@@ -296,7 +301,7 @@ cdef Py_ssize_t collect(PyObject* root, unsigned int stamp) noexcept nogil:
                 if sp == dfs_cap and not grow_stack(sp + 1):
                     return -1
                 dfs_stack[sp].obj = p
-                dfs_stack[sp].next = 0
+                dfs_stack[sp].next = first_searched(pn)
                 sp += 1
                 break
         else:
@@ -324,7 +329,7 @@ cdef void sweep(Py_ssize_t count) noexcept nogil:
             prefetch(node_of(topo[i - PREFETCH_AHEAD]))
         y = node_of(topo[i])
         g = y.grad
-        op = y.op
+        op = y.op & OP_MASK
         if op <= OP_POW:                                   # binary
             a = node_of(y.a.obj)
             b = node_of(y.b.obj)
@@ -777,7 +782,7 @@ cdef class Value:
         """The op that made this Value, as micrograd spells it ('' for a leaf)."""
         if self.n.op == OP_POWC:
             return "**" + _number_repr(self.n.b.num)
-        return _OP_NAMES[self.n.op]
+        return _OP_NAMES[self.n.op & OP_MASK]
 
     @property
     def _prev(self):
@@ -787,10 +792,11 @@ cdef class Value:
         cdef Node* pack
         cdef Py_ssize_t k, m
         cdef double* consts
+        cdef unsigned int op = n.op & OP_MASK
         out = set()
-        if n.op == OP_LEAF:
+        if op == OP_LEAF:
             return out
-        if OP_AFFINE <= n.op < OP_AFFINEC:              # w..., b, and the pack's inputs
+        if OP_AFFINE <= op < OP_AFFINEC:              # w..., b, and the pack's inputs
             m = n.b.count
             for k in range(m + 1):
                 out.add(<object>n.a.kids[k])
@@ -798,23 +804,23 @@ cdef class Value:
             for k in range(m):
                 out.add(<object>pack.a.kids[k])
             return out
-        if n.op >= OP_SUM:
+        if op >= OP_SUM:
             for k in range(n_parents(n)):
                 out.add(<object>n.a.kids[k])
             m = n.b.count
             consts = NULL
-            if n.op == OP_DOTC:
+            if op == OP_DOTC:
                 consts = <double*>(n.a.kids + m)
-            elif n.op >= OP_AFFINEC:
+            elif op >= OP_AFFINEC:
                 consts = <double*>(n.a.kids + m + 1)
             if consts != NULL:
                 for k in range(m):
                     out.add(new_leaf(consts[k]))
             return out
         out.add(<object>n.a.obj)
-        if n.op <= OP_POW:
+        if op <= OP_POW:
             out.add(<object>n.b.obj)
-        elif n.op < OP_NEG and n.op != OP_POWC:    # micrograd: a ** 2 has parents {a}
+        elif op < OP_NEG and op != OP_POWC:    # micrograd: a ** 2 has parents {a}
             out.add(new_leaf(n.b.num))
         return out
 
@@ -1289,6 +1295,7 @@ cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssi
     cdef double z
     cdef PyObject** kids = NULL
     cdef bint record = inp.record
+    cdef unsigned int flags = OP_LEAF_WEIGHTS     # dropped if a weight is not a leaf
     if PySequence_Fast_GET_SIZE(wseq) != n:
         raise ValueError(
             f"neuron {which} has {PySequence_Fast_GET_SIZE(wseq)} weights but "
@@ -1310,6 +1317,8 @@ cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssi
                 PyMem_Free(kids)
             raise TypeError(
                 f"neuron {which}: weight {i} must be a Value, got {type(<object>wi).__name__}")
+        if node_of(wi).op != OP_LEAF:
+            flags = 0
         if inp.consts != NULL:
             z += node_of(wi).data * inp.consts[i]
         else:
@@ -1324,10 +1333,10 @@ cdef Value make_affine(object w, object b, Inputs* inp, unsigned int act, Py_ssi
     kids[n] = <PyObject*>b
     if inp.consts != NULL:
         memcpy(kids + n + 1, inp.consts, n * sizeof(double))
-        return nary(z, OP_AFFINEC + act, kids, n)
+        return nary(z, (OP_AFFINEC + act) | flags, kids, n)
     incref(inp.pack)
     kids[n + 1] = inp.pack
-    return nary(z, OP_AFFINE + act, kids, n)
+    return nary(z, (OP_AFFINE + act) | flags, kids, n)
 
 
 cdef unsigned int check_act(int act) except? 99:
