@@ -1438,3 +1438,78 @@ def test_fused_neuron_back_propagates_into_computed_weights_and_biases(computed)
     leaves = [wi for wi in w if wi.is_leaf]
     assert [wi.grad for wi in leaves] == pytest.approx(
         [xi.data * dz for wi, xi in zip(w, x) if wi.is_leaf], rel=1e-12)
+
+
+def test_one_no_grad_instance_shared_by_two_threads():
+    import threading
+
+    shared = fastgrad.no_grad()
+    steps = [threading.Event() for _ in range(3)]
+    seen = {}
+
+    def a():                               # grad on, enters the shared instance
+        with shared:
+            steps[0].set()
+            steps[1].wait(10)
+        seen["a_after"] = fastgrad.is_grad_enabled()
+        steps[2].set()
+
+    def b():                               # already in its own no_grad
+        with fastgrad.no_grad():
+            steps[0].wait(10)
+            with shared:
+                steps[1].set()
+                steps[2].wait(10)
+            seen["b_after_shared"] = fastgrad.is_grad_enabled()
+        seen["b_after"] = fastgrad.is_grad_enabled()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"a_after": True, "b_after_shared": False, "b_after": True}
+
+
+def test_dot_holds_both_sides_when_converting_one_could_change_the_other():
+    import numbers
+
+    ws = [Value(float(i)) for i in range(1000)]
+
+    class Clears:
+        def __float__(self):
+            ws.clear()
+            return 1.0
+
+    numbers.Real.register(Clears)
+    xs = [1.0] * 999 + [Clears()]
+    assert fastgrad.dot(ws, xs).data == sum(range(1000))
+    mixed = [Value(1.0)] * 999 + [Clears()]
+    ws[:] = [Value(2.0)] * 1000
+    assert fastgrad.dot(ws, mixed).data == 2000.0
+
+
+def test_cross_entropy_target_is_read_before_the_logits():
+    from fastgrad import _engine
+
+    logits = [Value(float(i)) for i in range(1000)]
+
+    class Target(int):
+        """An int whose comparisons empty the logits list."""
+
+        def _clear(self, other):
+            logits.clear()
+            return NotImplemented
+
+        __lt__ = __le__ = __gt__ = __ge__ = _clear
+
+    import numbers
+    assert isinstance(Target(3), numbers.Integral)
+    out = _engine.cross_entropy_with_logits(logits, Target(3))
+    assert out.data == pytest.approx(math.log(sum(math.exp(i - 999) for i in range(1000))) + 999 - 3)
+    with pytest.raises(IndexError, match="target 5 is out of range for 2 classes"):
+        _engine.cross_entropy_with_logits([Value(0.0), Value(1.0)], 5)
+    with pytest.raises(IndexError, match="target -1 is out of range"):
+        _engine.cross_entropy_with_logits([Value(0.0), Value(1.0)], -1)
+    with pytest.raises(IndexError, match=f"target {2**70} is out of range"):
+        _engine.cross_entropy_with_logits([Value(0.0), Value(1.0)], 2**70)

@@ -583,3 +583,10 @@ def test_bce_saturated_gradient_matches_torch():
         # 1 - p cancels at p ~ 1 - 7e-13, so both engines round it a little
         # differently: agreement to 1e-6 is what float64 allows here
         assert z.grad == pytest.approx(tz.grad.item(), rel=1e-6, abs=1e-15)
+
+
+def test_bce_refuses_a_probability_outside_0_1():
+    with pytest.raises(ValueError, match=r"probability must be in \[0, 1\], got 1.5"):
+        fastgrad.bce(Value(1.5), 1.0)
+    with pytest.raises(ValueError, match="got nan"):
+        fastgrad.bce(Value(float("nan")), 0.0)

@@ -750,3 +750,14 @@ def test_replacing_a_groups_params_is_honoured_and_in_place_edits_are_refused():
     opt.param_groups[0]["params"] = ["b"]
     with pytest.raises(TypeError, match="parameter 0 must be a fastgrad Value, got str"):
         opt.step()
+
+
+def test_a_bad_hyperparameter_in_any_group_stops_every_group():
+    a, b = Value(1.0), Value(1.0)
+    opt = Adam([{"params": [a]}, {"params": [b]}], lr=0.1)
+    opt.param_groups[1]["lr"] = -1
+    a.grad = b.grad = 1.0
+    with pytest.raises(ValueError, match="Invalid learning rate: -1"):
+        opt.step()
+    assert (a.data, b.data) == (1.0, 1.0)
+    assert [s["step"] for s in opt.state] == [0, 0]

@@ -21,6 +21,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
 import numbers
+import operator
 import sys
 
 cdef extern from "Python.h":
@@ -988,11 +989,9 @@ def _leaf(double data, double grad=0.0):
 # 5. Fused n-ary ops and grad mode.
 # ===========================================================================
 
-cdef object stable_items(object values, const char* message):
-    """PySequence_Fast(values), copied into a tuple when converting an item
-    could run Python code (anything but a Value, float or int): that code
-    could change a list whose item pointers we are holding."""
-    seq = PySequence_Fast(values, message)
+cdef bint plain_items(object seq):
+    """True if converting every item of a PySequence_Fast result is free of
+    Python code: each is a Value, a float or an int."""
     cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(seq)
     cdef PyObject** items = seq_items(seq)
     cdef PyObject* o
@@ -1000,8 +999,16 @@ cdef object stable_items(object values, const char* message):
         o = items[i]
         if type(<object>o) is not Value and not PyFloat_Check(<object>o) \
                 and not PyLong_Check(<object>o):
-            return tuple(seq)
-    return seq
+            return False
+    return True
+
+
+cdef object stable_items(object values, const char* message):
+    """PySequence_Fast(values), copied into a tuple when converting an item
+    could run Python code (anything but a Value, float or int): that code
+    could change a list whose item pointers we are holding."""
+    seq = PySequence_Fast(values, message)
+    return seq if plain_items(seq) else tuple(seq)
 
 
 cdef Value as_value(object x, str where, Py_ssize_t index=-1):
@@ -1070,8 +1077,13 @@ def dot(ws, xs):
     Either side may hold Values or numbers. A neuron built on ``dot`` is a
     single node, so building and back-propagating it is one C loop.
     """
-    wseq = stable_items(ws, "fastgrad.dot() expects two sequences")
-    xseq = stable_items(xs, "fastgrad.dot() expects two sequences")
+    wseq = PySequence_Fast(ws, "fastgrad.dot() expects two sequences")
+    xseq = PySequence_Fast(xs, "fastgrad.dot() expects two sequences")
+    if not (plain_items(wseq) and plain_items(xseq)):
+        # converting an item of either side may run Python code, which could
+        # change the other side's list too: hold both as private tuples
+        wseq = tuple(wseq)
+        xseq = tuple(xseq)
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(wseq), i
     if PySequence_Fast_GET_SIZE(xseq) != n:
         raise ValueError(
@@ -1162,9 +1174,20 @@ def cross_entropy_with_logits(logits, target):
     index, an int in [0, len(logits)). The gradient w.r.t. logit i is
     softmax_i - [i == target].
     """
+    # the target becomes a plain int first: that may run Python code, which
+    # must not run while we hold a list's item pointers
+    index = class_index(target, "cross_entropy_with_logits()")
+    cdef Py_ssize_t t
+    try:
+        t = index                      # a C integer: comparing it runs no code
+    except OverflowError:
+        t = -1
     seq = stable_items(logits, "cross_entropy_with_logits() expects a sequence of logits")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
-    cdef Py_ssize_t t = class_index(target, n, "cross_entropy_with_logits()")
+    if not 0 <= t < n:
+        raise IndexError(
+            f"cross_entropy_with_logits(): target {int(index)} is out of range for {n} "
+            f"classes (accepted: 0 to {n - 1})")
     cdef PyObject** kids = values_array(seq, n, 1, "cross_entropy_with_logits()")
     (<Py_ssize_t*>(kids + n))[0] = t
     cdef double y = ce_f(kids, n, t)
@@ -1191,19 +1214,20 @@ def bce(prob, target):
     cdef double t = to_double(target, "bce(target)")
     if not (0.0 <= t <= 1.0):
         raise ValueError(f"bce(): target must be in [0, 1], got {target!r}")
+    if not (0.0 <= p.n.data <= 1.0):
+        raise ValueError(
+            f"bce(): the probability must be in [0, 1], got {p.n.data!r} "
+            "(for logits use bce_with_logits)")
     return with_const(p, t, bcep_f(p.n.data, t), OP_BCEP)
 
 
-cdef Py_ssize_t class_index(object target, Py_ssize_t n, str where) except -1:
+cdef object class_index(object target, str where):
+    """The target class as a plain Python int (range checked by the caller)."""
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
         raise TypeError(
             f"{where}: the target must be an int class index, got "
             f"{type(target).__name__}: {target!r}")
-    if not (0 <= target < n):
-        raise IndexError(
-            f"{where}: target {target!r} is out of range for {n} classes "
-            f"(accepted: 0 to {n - 1})")
-    return <Py_ssize_t>target
+    return operator.index(target)
 
 
 cdef PyObject** values_array(object seq, Py_ssize_t n, Py_ssize_t extra, str where) except NULL:

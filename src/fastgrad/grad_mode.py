@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,14 +34,22 @@ class _GradMode:
         return cls()(orig_func)               # used as a bare decorator
 
     def __init__(self, orig_func: Callable[..., Any] | None = None) -> None:
-        self._saved: list[bool] = []           # modes to restore, one per __enter__
+        # modes to restore, one per __enter__, kept per thread: the mode is a
+        # thread's own, and one instance may be shared between threads
+        self._local = threading.local()
+
+    def _saved(self) -> list[bool]:
+        saved = getattr(self._local, "saved", None)
+        if saved is None:
+            saved = self._local.saved = []
+        return saved
 
     def __enter__(self) -> _GradMode:
-        self._saved.append(_set_grad_enabled(self._enabled))
+        self._saved().append(_set_grad_enabled(self._enabled))
         return self
 
     def __exit__(self, *exc_info: object) -> bool:
-        _set_grad_enabled(self._saved.pop())
+        _set_grad_enabled(self._saved().pop())
         return False
 
     def __call__(self, func: _F) -> _F:

@@ -185,9 +185,11 @@ class Optimizer:
         Hyperparameters changed in ``param_groups`` since construction are
         used as they are; a bad one raises the same error as the constructor
         would, and then nothing has changed (not even the step count)."""
-        for i, group in enumerate(self.param_groups):
-            table = self._table(i)
-            hyper = self._check_hyper({k: v for k, v in group.items() if k != "params"})
+        # every group is checked before any is updated: all or nothing
+        checked = [(self._table(i),
+                    self._check_hyper({k: v for k, v in group.items() if k != "params"}))
+                   for i, group in enumerate(self.param_groups)]
+        for i, (table, hyper) in enumerate(checked):
             state = self.state[i]
             if "_decay" not in state or state["_decay_wd"] != hyper["weight_decay"]:
                 state["_decay"] = self._decay(i, hyper["weight_decay"])
