@@ -121,7 +121,9 @@ cdef inline double bcel_d(double a, double t) noexcept nogil: return sigmoid_f(a
 #     PyTorch's BCELoss: each log bounded below by -100, and the derivative
 #     (p - t) / max(p (1 - p), 1e-12), finite even where p is exactly 0 or 1
 cdef inline double bcep_f(double p, double t) noexcept nogil:
-    cdef double lp = log(p), lq = log(1.0 - p)
+    # p = 0 or 1 never reaches log (its term is the bound, -100)
+    cdef double lp = log(p) if p > 0.0 else -100.0
+    cdef double lq = log(1.0 - p) if p < 1.0 else -100.0
     if lp < -100.0:
         lp = -100.0
     if lq < -100.0:
