@@ -1281,6 +1281,17 @@ def test_fused_layer_rejects_a_bad_weight_without_leaking_references():
 # ---------------------------------------------------------------------------
 
 
+def _run_threads(*targets):
+    """Start one thread per function and wait for all of them."""
+    import threading
+
+    threads = [threading.Thread(target=f) for f in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+
 def test_grad_mode_is_per_thread():
     import threading
 
@@ -1327,11 +1338,7 @@ def test_interleaved_no_grad_in_two_threads_restores_each_thread():
             seen["b_inside"] = fastgrad.is_grad_enabled()
         seen["b"] = fastgrad.is_grad_enabled()
 
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    _run_threads(a, b)
     assert seen == {"a": True, "b_inside": False, "b": True}
     assert fastgrad.is_grad_enabled()
 
@@ -1463,11 +1470,7 @@ def test_one_no_grad_instance_shared_by_two_threads():
             seen["b_after_shared"] = fastgrad.is_grad_enabled()
         seen["b_after"] = fastgrad.is_grad_enabled()
 
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    _run_threads(a, b)
     assert seen == {"a_after": True, "b_after_shared": False, "b_after": True}
 
 
